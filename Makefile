@@ -1,0 +1,53 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install what they need, idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.deps-installed
+SAM_STAMP := $(SAM_VENV)/.sam-installed
+JAR := node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar
+export AWS_DEFAULT_REGION ?= us-east-1
+export PYTHONPATH := $(CURDIR):$(CURDIR)/shared
+
+.PHONY: install run test lint typecheck validate unit bench clean
+
+install: $(DEPS_STAMP) $(JAR) $(SAM_STAMP)
+
+$(DEPS_STAMP): requirements-dev.txt shared/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(JAR): package.json package-lock.json
+	@npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+$(SAM_STAMP):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	@touch $@
+
+run: $(DEPS_STAMP) $(JAR)
+	@$(PY) -m local.run
+
+lint: $(DEPS_STAMP)
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check . >/dev/null || { echo "ruff format: files need formatting (run .venv/bin/ruff format .)"; exit 1; }
+
+typecheck: $(DEPS_STAMP)
+	@$(PY) -m mypy
+
+validate: $(SAM_STAMP)
+	@$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+unit: $(DEPS_STAMP) $(JAR)
+	@$(PY) -m pytest
+
+test: install lint typecheck validate unit
+
+bench: $(DEPS_STAMP) $(JAR)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""Every environment variable Timmy reads, parsed once per cold start into one pydantic model.
+
+The README's configuration table documents these fields; `tests/unit/test_config.py` keeps the two
+in step. Secrets never live here in AWS: the `*_SECRET_NAME` fields name a Secrets Manager secret
+that `timmy_http.secrets` fetches through Powertools parameters (cached), while the plain fields
+(`ADMIN_API_KEY`, `TOKEN_SECRET`) exist for the local stack and tests only.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Tier = Literal["new", "established", "trusted", "elite"]
+TIERS: tuple[Tier, ...] = ("new", "established", "trusted", "elite")
+
+
+class Settings(BaseSettings):
+    """Timmy's configuration; field names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- storage and queues -------------------------------------------------------------
+    table_name: str = "timmy"
+    settlement_queue_url: str = ""
+    work_queue_url: str = ""
+
+    # --- HTTP ---------------------------------------------------------------------------
+    public_base_url: str = ""  # empty: rebuilt from the event's domain name (or Host locally)
+    max_body_bytes: int = Field(default=65_536, gt=0)
+    version: str = "0.1.0"
+
+    # --- secrets (local values, or the names of Secrets Manager secrets in AWS) ----------
+    admin_api_key: str = ""
+    admin_api_key_secret_name: str = ""
+    token_secret: str = ""
+    token_secret_name: str = ""
+    token_ttl_seconds: int = Field(default=86_400, gt=0)
+    lightning_api_key_secret_name: str = ""
+
+    # --- the generosity pool and free tier -----------------------------------------------
+    pool_seed_sats: int = Field(default=10_000, ge=0)
+    pool_credit_pct: int = Field(default=10, ge=0, le=100)
+    reservation_ttl_seconds: int = Field(default=600, gt=0)
+    free_tier_budget_new: int = Field(default=0, ge=0)
+    free_tier_budget_established: int = Field(default=50, ge=0)
+    free_tier_budget_trusted: int = Field(default=200, ge=0)
+    free_tier_budget_elite: int = Field(default=1_000, ge=0)
+
+    # --- trust tiers from paid history (identity) ----------------------------------------
+    tier_established_paid_sats: int = Field(default=1_000, ge=0)
+    tier_established_paid_requests: int = Field(default=3, ge=0)
+    tier_established_age_days: int = Field(default=1, ge=0)
+    tier_trusted_paid_sats: int = Field(default=20_000, ge=0)
+    tier_trusted_paid_requests: int = Field(default=20, ge=0)
+    tier_trusted_age_days: int = Field(default=7, ge=0)
+    tier_elite_paid_sats: int = Field(default=200_000, ge=0)
+    tier_elite_paid_requests: int = Field(default=100, ge=0)
+    tier_elite_age_days: int = Field(default=30, ge=0)
+
+    # --- pricing and the BTC/USD oracle --------------------------------------------------
+    price_source: Literal["fixed", "exchanges"] = "fixed"
+    fixed_btc_price_usd: Decimal = Decimal("100000")
+    price_max_age_seconds: int = Field(default=300, gt=0)
+    price_min_usd: Decimal = Decimal("1000")
+    price_max_usd: Decimal = Decimal("10000000")
+    price_spread_max_pct: Decimal = Decimal("2")
+    price_fetch_timeout_seconds: float = Field(default=2.0, gt=0)
+    infra_overhead_pct: Decimal = Decimal("20")
+    margin_pct: Decimal = Decimal("30")
+
+    # --- Lightning -----------------------------------------------------------------------
+    lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
+
+    def daily_budget_sats(self, tier: Tier) -> int:
+        """The subsidy budget of one identity of `tier` for one UTC day."""
+        return {
+            "new": self.free_tier_budget_new,
+            "established": self.free_tier_budget_established,
+            "trusted": self.free_tier_budget_trusted,
+            "elite": self.free_tier_budget_elite,
+        }[tier]
+
+    def daily_budgets(self) -> dict[str, int]:
+        """Every tier's daily budget, as shown by the pool and estimate routes."""
+        return {tier: self.daily_budget_sats(tier) for tier in TIERS}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once (once per cold start)."""
+    return Settings()

@@ -1,0 +1,78 @@
+"""`Idempotency-Key` on POST routes, through Powertools idempotency on the single table.
+
+A route declares it with `idempotent(app, scope, compute)`: without the header `compute` simply
+runs; with it, the first answer is stored (keyed by scope and key, validated against the body's
+hash) and every retry gets that answer back. Errors are not stored: an error leaves no state, so a
+retry may try again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from timmy.errors import Conflict, InvalidInput
+from timmy_http.services import services
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+IDEMPOTENCY_TTL_SECONDS = 86_400
+
+_execute: Callable[..., dict[str, Any]] | None = None
+_execute_table: str | None = None
+
+
+def _executor() -> Callable[..., dict[str, Any]]:
+    global _execute, _execute_table
+    table = services().settings.table_name
+    if _execute is None or _execute_table != table:
+        store = DynamoDBPersistenceLayer(
+            table_name=table,
+            key_attr="pk",
+            sort_key_attr="sk",
+            static_pk_value="IDEMPOTENCY",
+            expiry_attr="ttl",
+            boto3_client=services().store.client,
+        )
+        config = IdempotencyConfig(
+            event_key_jmespath="[scope, key]",
+            payload_validation_jmespath="body_sha256",
+            expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+            raise_on_no_idempotency_key=True,
+            use_local_cache=False,
+        )
+
+        @idempotent_function(data_keyword_argument="request", persistence_store=store, config=config)
+        def execute(request: dict[str, Any], compute: Callable[[], Response]) -> dict[str, Any]:
+            response = compute()
+            body = response.body if isinstance(response.body, str) else json.dumps(response.body)
+            return {"status_code": response.status_code, "body": body, "content_type": response.content_type}
+
+        _execute, _execute_table = execute, table
+    return _execute
+
+
+def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Response]) -> Response:
+    """Run `compute` once per `Idempotency-Key` (if the caller sent one) and replay its answer."""
+    key = app.current_event.headers.get("idempotency-key")
+    if key is None:
+        return compute()
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters", code="invalid_idempotency_key")
+    body = (app.current_event.body or "").encode()
+    request = {"scope": scope, "key": key, "body_sha256": hashlib.sha256(body).hexdigest()}
+    try:
+        stored = _executor()(request=request, compute=compute)
+    except IdempotencyValidationError:
+        raise Conflict("this Idempotency-Key was used with a different body", code="idempotency_key_reused") from None
+    except IdempotencyAlreadyInProgressError:
+        raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly", code="request_in_progress") from None
+    return Response(status_code=stored["status_code"], content_type=stored["content_type"], body=stored["body"])

@@ -1,0 +1,63 @@
+"""The domain services of this process, built once per cold start from the settings.
+
+Handlers call `services()`; tests call `reset_services()` after changing the environment, which
+plays a new cold start.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from timmy.clock import Clock, SystemClock
+from timmy.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from timmy.adapters.dynamodb import DynamoStore
+    from timmy.free_tier import FreeTierService
+    from timmy.ledger import Ledger
+
+
+class Services:
+    def __init__(self, settings: Settings, clock: Clock | None = None):
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+
+    @cached_property
+    def store(self) -> DynamoStore:
+        from timmy.adapters.dynamodb import DynamoStore
+
+        return DynamoStore(self.settings.table_name)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from timmy.ledger import Ledger
+
+        return Ledger(self.store, self.clock)
+
+    @cached_property
+    def free_tier(self) -> FreeTierService:
+        from timmy.free_tier import FreeTierService
+
+        return FreeTierService(self.ledger, self.settings, self.clock)
+
+    # pricing / oracle (issue 5) and identity (issue 6) services are added below.
+
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    """This process's services (built on first use)."""
+    global _services
+    if _services is None:
+        _services = Services(get_settings())
+    return _services
+
+
+def reset_services(new: Services | None = None) -> Services:
+    """Forget the cached settings and services (a new cold start); tests may inject their own."""
+    global _services
+    get_settings.cache_clear()
+    _services = new or Services(get_settings())
+    return _services

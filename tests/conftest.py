@@ -1,0 +1,56 @@
+"""Shared fixtures: one DynamoDB Local for the session, a fresh table per test, fresh services."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# Nothing in the tests may reach AWS: fake credentials and a region before boto3 is imported.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Timmy")
+os.environ.setdefault("POWERTOOLS_DEV", "false")
+os.environ.setdefault("ADMIN_API_KEY", "test-admin-key")
+os.environ.setdefault("TOKEN_SECRET", "test-token-secret")
+
+from local.dynamodb import DynamoDBLocal  # noqa: E402
+from timmy.adapters.dynamodb import DynamoStore  # noqa: E402
+from timmy_http.services import Services, reset_services  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[DynamoDBLocal]:
+    """DynamoDB Local, in memory, on a free port; stopped by its process id at the end."""
+    server = DynamoDBLocal().start()
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = server.endpoint_url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def table_name(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh table (from template.yaml) for one test; TABLE_NAME points at it."""
+    name = f"timmy-{uuid.uuid4().hex[:12]}"
+    dynamodb_local.create_table(name)
+    monkeypatch.setenv("TABLE_NAME", name)
+    return name
+
+
+@pytest.fixture
+def store(dynamodb_local: DynamoDBLocal, table_name: str) -> DynamoStore:
+    return DynamoStore(table_name, client=dynamodb_local.client())
+
+
+@pytest.fixture
+def services(table_name: str) -> Iterator[Services]:
+    """The handlers' service container, rebuilt from the environment (a fresh cold start)."""
+    yield reset_services()
+    reset_services()

@@ -1,0 +1,66 @@
+"""Operator routes behind the admin key: the ledger audit, pool top-ups, grants, identities."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, Field, StrictInt
+
+from timmy.errors import InvalidInput
+from timmy.ledger.invariants import audit_store
+from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.auth import require_admin
+from timmy_http.idempotency import idempotent
+from timmy_http.services import services
+
+app = create_app()
+app.use([require_admin])
+
+POOL_TOPUP_SATS_MAX = 2_100_000_000_000_000  # every sat there will ever be
+GRANTS_PAGE_SIZE_MAX = 500
+DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class PoolTopup(BaseModel):
+    amount_sats: StrictInt = Field(gt=0, le=POOL_TOPUP_SATS_MAX, description="Whole sats moved from operator equity to the pool.")
+    note: str = Field(default="", max_length=500)
+
+
+@app.get("/api/admin/audit", summary="Run the ledger's invariant checks (contract section 4)")
+def audit() -> dict[str, Any]:
+    return audit_store(services().store).as_dict()
+
+
+@app.post("/api/admin/pool/topup", summary="Donate sats from operator equity to the generosity pool")
+def pool_topup(body: PoolTopup) -> Any:
+    def compute() -> Any:
+        transfer = services().free_tier.topup(body.amount_sats, body.note)
+        return _json(200, {"transfer_id": transfer.transfer_id, "amount_sats": transfer.amount_sats, "pool": services().free_tier.pool_status().as_dict()})
+
+    return idempotent(app, "admin-pool-topup", compute)
+
+
+@app.get("/api/admin/grants", summary="The grant audit rows of one UTC day, oldest first, paginated")
+def grants(
+    day: Annotated[str | None, Query(description="UTC day, YYYY-MM-DD; today when absent")] = None,
+    limit: Annotated[int, Query(ge=1, le=GRANTS_PAGE_SIZE_MAX)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    if day is not None and not DAY_PATTERN.match(day):
+        raise InvalidInput("'day' must be a UTC day as YYYY-MM-DD", code="invalid_day")
+    page = services().free_tier.grants(day, limit=limit, cursor=cursor)
+    return page
+
+
+def _json(status: int, body: dict[str, Any]) -> Any:
+    from aws_lambda_powertools.event_handler import Response, content_types
+
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+# --- identity admin route (issue 6) ---
+
+
+lambda_handler = lambda_handler_for(app)

@@ -1,0 +1,52 @@
+"""The free-tier decision of contract section 3, as a pure function of what was read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from timmy.config import Tier
+from timmy.identity.caller import Caller
+
+Serve = Literal["free", "partial", "gate"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether Timmy serves a request free, partly subsidised, or at full price (gate)."""
+
+    serve: Serve
+    absorb_sats: int
+    charge_sats: int
+    tier: Tier
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_from(caller: Caller | None, estimated_sats: int, budget_sats: int, used_today_sats: int, pool_available_sats: int) -> Decision:
+    """`absorbable = min(estimated, budget − used today, pool available)`; free when it covers all.
+
+    Anonymous, `new` (no budget), blocked callers and an empty pool are gated.
+    """
+    if estimated_sats < 0:
+        raise ValueError("an estimate is never negative")
+    if caller is None:
+        return Decision("gate", 0, estimated_sats, "new", "anonymous callers pay full price")
+    if caller.blocked:
+        return Decision("gate", 0, estimated_sats, caller.tier, "this identity is blocked by the operator")
+    remaining_today = max(0, budget_sats - used_today_sats)
+    absorbable = max(0, min(estimated_sats, remaining_today, pool_available_sats))
+    if absorbable == estimated_sats:
+        return Decision("free", absorbable, 0, caller.tier, "within today's budget and the pool")
+    if absorbable > 0:
+        limit = "today's budget" if remaining_today < min(estimated_sats, pool_available_sats) else "the pool"
+        return Decision("partial", absorbable, estimated_sats - absorbable, caller.tier, f"{limit} covers part of it")
+    if budget_sats == 0:
+        reason = f"the {caller.tier} tier has no free budget"
+    elif remaining_today == 0:
+        reason = "today's budget is used up"
+    else:
+        reason = "the generosity pool is empty"
+    return Decision("gate", 0, estimated_sats, caller.tier, reason)

@@ -1,0 +1,462 @@
+"""FreeTierService: the generosity pool, per-identity daily budgets, reservations and grants.
+
+The earlier version's operations (`decide`, `reserve_partial_grant`, `release_reservation`,
+`record_grant`, `credit`, `pool_status`) on the ledger. The pool and an identity's daily budget
+are only ever debited together, in one transaction whose conditions re-check both limits:
+
+- reserve: pending transfer pool → revenue, pool `available_sats >= amount`, the identity's day
+  counter `used_sats <= budget − amount`;
+- settle (`record_grant`): post the hold for the actual amount ≤ reserved (the rest returns to
+  the pool and to the budget), the grant audit row and the day's pool statistics, all at once;
+- release / sweep: void the hold, returning pool and budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from timmy.clock import Clock, iso, utc_day
+from timmy.config import Settings, Tier
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
+from timmy.free_tier.decision import Decision, decide_from
+from timmy.identity.caller import Caller
+from timmy.ledger import Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
+from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, transfer_key
+
+logger = logging.getLogger(__name__)
+
+RESERVE_ATTEMPTS_MAX = 4  # decide again on fresh data at most this often after a lost race
+SWEEP_BATCH_MAX = 100
+POOL_SEED_TRANSFER_ID = "pool-seed"
+REQUEST_HASH_LENGTH_MAX = 128
+
+
+def budget_day_key(pubkey: str, day: str) -> tuple[str, str]:
+    return f"IDENTITY#{pubkey}", f"DAY#{day}"
+
+
+def pool_stats_key(day: str) -> tuple[str, str]:
+    return f"POOLSTATS#{day}", "STATS"
+
+
+def grants_partition(day: str) -> str:
+    return f"GRANTS#{day}"
+
+
+def subsidy_transfer_id(pubkey: str, request_hash: str) -> str:
+    """The one subsidy hold a request can have: reserving twice is a replay, not a second hold."""
+    if not request_hash or len(request_hash) > REQUEST_HASH_LENGTH_MAX:
+        raise InvalidInput(f"a request hash has 1 to {REQUEST_HASH_LENGTH_MAX} characters")
+    return f"subsidy:{pubkey}:{request_hash}"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A subsidy hold on the pool and on one identity's budget for one UTC day."""
+
+    transfer_id: str
+    pubkey: str
+    request_hash: str
+    amount_sats: int
+    day: str
+    tier: str
+    expires_at: float
+
+    @classmethod
+    def from_transfer(cls, transfer: Transfer) -> Reservation:
+        return cls(
+            transfer.transfer_id,
+            transfer.meta["pubkey"],
+            transfer.meta["request_hash"],
+            transfer.amount_sats,
+            transfer.meta["day"],
+            transfer.meta["tier"],
+            transfer.expires_at or 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A settled subsidy: what was held, what the pool actually paid."""
+
+    transfer_id: str
+    pubkey: str
+    request_hash: str
+    reserved_sats: int
+    absorbed_sats: int
+    day: str
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    balance_sats: int
+    available_sats: int
+    reserved_sats: int
+    absorbed_today_sats: int
+    grants_today: int
+    credited_today_sats: int
+    daily_budgets: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    day: str
+    budget_sats: int
+    absorbed_sats: int
+    reserved_sats: int
+    remaining_sats: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FreeTierService:
+    def __init__(self, ledger: Ledger, settings: Settings, clock: Clock):
+        self.ledger = ledger
+        self.settings = settings
+        self.clock = clock
+        self._seeded = False
+
+    # --- the pool ----------------------------------------------------------------------
+
+    def ensure_seeded(self) -> None:
+        """Seed the pool from operator equity once, ever: the seed transfer's id makes every
+        later attempt (another cold start, a changed POOL_SEED_SATS) a no-op."""
+        if self._seeded:
+            return
+        batch = self.ledger.batch()
+        batch.transfer(POOL_SEED_TRANSFER_ID, OPERATOR_EQUITY, POOL, self.settings.pool_seed_sats, TransferCode.POOL_SEED)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if f"transfer:{POOL_SEED_TRANSFER_ID}" not in failed.labels:
+                raise
+        self._seeded = True
+
+    def pool_status(self) -> PoolStatus:
+        day = utc_day(self.clock.now())
+        items = self._read_seeded([account_key(POOL), pool_stats_key(day)])
+        pool = self._pool(items)
+        stats = items.get(pool_stats_key(day), {})
+        return PoolStatus(
+            balance_sats=pool.posted_balance_sats,
+            available_sats=pool.available_sats,
+            reserved_sats=pool.debits_pending,
+            absorbed_today_sats=stats.get("absorbed_sats", 0),
+            grants_today=stats.get("grants", 0),
+            credited_today_sats=stats.get("credited_sats", 0),
+            daily_budgets=self.settings.daily_budgets(),
+        )
+
+    def topup(self, amount_sats: int, note: str = "", transfer_id: str | None = None) -> Transfer:
+        """An operator donation from equity to the pool."""
+        if amount_sats <= 0:
+            raise InvalidInput("a top-up moves at least 1 sat")
+        self.ensure_seeded()
+        return self.ledger.create_transfer(transfer_id or f"topup:{uuid.uuid4().hex}", OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note)
+
+    def add_credit(self, batch: Batch, paid_sats: int, charge_transfer_id: str) -> int:
+        """Add the pool's share (POOL_CREDIT_PCT of `paid_sats`, floor) to the batch that books
+        the charge; answers the sats credited (0 adds nothing)."""
+        amount = paid_sats * self.settings.pool_credit_pct // 100
+        if amount <= 0:
+            return 0
+        batch.transfer(f"credit:{charge_transfer_id}", OPERATOR_REVENUE, POOL, amount, TransferCode.POOL_CREDIT, source_transfer_id=charge_transfer_id)
+        _count_pool_stats(batch, utc_day(batch.now), credited_sats=amount)
+        return amount
+
+    def credit(self, paid_sats: int, charge_transfer_id: str) -> int:
+        """`add_credit` committed on its own, idempotent by the charge's transfer id."""
+        self.ensure_seeded()
+        batch = self.ledger.batch()
+        amount = self.add_credit(batch, paid_sats, charge_transfer_id)
+        if amount:
+            try:
+                self.ledger.commit(batch)
+            except ConditionFailed as failed:
+                if f"transfer:credit:{charge_transfer_id}" not in failed.labels:
+                    raise
+                existing = self.ledger.pending(f"credit:{charge_transfer_id}")
+                if existing.amount_sats != amount:
+                    raise AlreadyApplied(f"the pool credit of {charge_transfer_id} was booked for another amount") from None
+        return amount
+
+    # --- decisions and holds -------------------------------------------------------------
+
+    def decide(self, caller: Caller | None, estimated_sats: int) -> Decision:
+        """The advisory decision (contract section 3): reads, debits nothing."""
+        decision, _ = self._decide(caller, estimated_sats, None)
+        return decision
+
+    def decide_and_reserve(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
+        """Decide, and when the answer is free reserve pool and budget atomically at once.
+
+        A lost race (a condition failed) decides again on fresh data, at most
+        RESERVE_ATTEMPTS_MAX times; the answer may drop to partial or gate, never overdraw.
+        A retry of a request already reserved returns its reservation.
+        """
+        for _attempt in range(RESERVE_ATTEMPTS_MAX):
+            decision, existing = self._decide(caller, estimated_sats, request_hash)
+            if existing is not None:
+                return Decision("free", existing.amount_sats, estimated_sats - existing.amount_sats, decision.tier, "already reserved"), existing
+            if decision.serve != "free":
+                return decision, None
+            assert caller is not None
+            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats)
+            if reservation is not None:
+                return decision, reservation
+        tier = caller.tier if caller else "new"
+        return Decision("gate", 0, estimated_sats, tier, "the pool is busy; pay now or retry"), None
+
+    def reserve_partial_grant(self, caller: Caller, request_hash: str, amount_sats: int) -> Reservation | None:
+        """Reserve up to `amount_sats` for a partial grant at payment time; answers the hold
+        (perhaps smaller: the caller asks for the shortfall) or None when nothing is left."""
+        if amount_sats <= 0:
+            raise InvalidInput("a partial grant reserves at least 1 sat")
+        for _attempt in range(RESERVE_ATTEMPTS_MAX):
+            decision, existing = self._decide(caller, amount_sats, request_hash)
+            if existing is not None:
+                return existing
+            if decision.absorb_sats == 0:
+                return None
+            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats)
+            if reservation is not None:
+                return reservation
+        return None
+
+    def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str | None) -> tuple[Decision, Reservation | None]:
+        """One round trip: the pool, the caller's day counter and (for a reservation) its hold."""
+        if caller is None or caller.blocked:
+            return decide_from(caller, estimated_sats, 0, 0, 0), None
+        day = utc_day(self.clock.now())
+        budget = self.settings.daily_budget_sats(caller.tier)
+        keys = [account_key(POOL), budget_day_key(caller.pubkey, day)]
+        if request_hash is not None:
+            keys.append(transfer_key(subsidy_transfer_id(caller.pubkey, request_hash)))
+        items = self._read_seeded(keys)
+        if request_hash is not None and (held := items.get(keys[2])) is not None:
+            return decide_from(caller, estimated_sats, budget, 0, 0), Reservation.from_transfer(Transfer.from_item(held))
+        used = items.get(keys[1], {}).get("used_sats", 0)
+        return decide_from(caller, estimated_sats, budget, used, self._pool(items).available_sats), None
+
+    def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int) -> Reservation | None:
+        """One attempt at the atomic hold; None when a limit moved under us (decide again)."""
+        now = self.clock.now()
+        day = utc_day(now)
+        budget = self.settings.daily_budget_sats(caller.tier)
+        transfer_id = subsidy_transfer_id(caller.pubkey, request_hash)
+        batch = self.ledger.batch()
+        transfer = batch.reserve(
+            transfer_id,
+            POOL,
+            OPERATOR_REVENUE,
+            amount_sats,
+            TransferCode.SUBSIDY,
+            expires_at=now + self.settings.reservation_ttl_seconds,
+            pubkey=caller.pubkey,
+            request_hash=request_hash,
+            tier=caller.tier,
+            day=day,
+            budget_sats=budget,
+        )
+        pk, sk = budget_day_key(caller.pubkey, day)
+        batch.add(
+            f"budget:{caller.pubkey}:{day}",
+            {
+                "Update": {
+                    "Key": {"pk": pk, "sk": sk},
+                    "UpdateExpression": "ADD reserved_sats :amount, used_sats :amount, absorbed_sats :zero SET budget_sats = :budget, pubkey = :pubkey, #day = :day, #type = :type",
+                    # The daily budget, next to the debit it guards: absorbed + reserved ≤ budget.
+                    "ConditionExpression": "attribute_not_exists(used_sats) OR used_sats <= :room",
+                    "ExpressionAttributeNames": {"#day": "day", "#type": "type"},
+                    "ExpressionAttributeValues": {
+                        ":amount": amount_sats,
+                        ":zero": 0,
+                        ":budget": budget,
+                        ":room": budget - amount_sats,
+                        ":pubkey": caller.pubkey,
+                        ":day": day,
+                        ":type": "budget_day",
+                    },
+                }
+            },
+        )
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if f"transfer:{transfer_id}" in failed.labels:
+                return Reservation.from_transfer(self.ledger.pending(transfer_id))
+            return None
+        return Reservation.from_transfer(transfer)
+
+    # --- settling holds ------------------------------------------------------------------
+
+    def record_grant(self, pubkey: str, request_hash: str, actual_absorbed: int, reserved_absorbed: int, paid_for: str = "") -> Grant:
+        """Post the hold for `actual_absorbed` ≤ `reserved_absorbed`; the rest returns to the pool
+        and the day's budget in the same transaction, with the grant audit row (actual amount).
+
+        Idempotent: a replay returns the first grant. Absorbing 0 releases the hold.
+        """
+        transfer_id = subsidy_transfer_id(pubkey, request_hash)
+        items = self.ledger.read([transfer_key(transfer_id), account_key(POOL)])
+        if transfer_key(transfer_id) not in items:
+            raise NotFound(f"no reservation for request {request_hash}", code="reservation_not_found")
+        hold = Transfer.from_item(items[transfer_key(transfer_id)])
+        if hold.amount_sats != reserved_absorbed:
+            raise InvalidInput(f"the reservation holds {hold.amount_sats} sats, not {reserved_absorbed}")
+        if not 0 <= actual_absorbed <= reserved_absorbed:
+            raise InvalidInput(f"the absorbed amount must be between 0 and the {reserved_absorbed} sats reserved")
+        if hold.state is not TransferState.PENDING:
+            return self._settled(hold, actual_absorbed)
+        if actual_absorbed == 0:
+            self._release(hold)
+            return self._grant(hold, 0)
+        batch = self.ledger.batch()
+        batch.post(hold, actual_absorbed)
+        day = hold.meta["day"]
+        batch.add(f"budget:{pubkey}:{day}", _budget_update(pubkey, day, reserved=-hold.amount_sats, absorbed=actual_absorbed))
+        pool_after = self._pool(items).posted_balance_sats - actual_absorbed
+        batch.add(f"grant:{transfer_id}", self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
+        _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            # Another settlement (or the sweeper) resolved the hold first: answer what it did.
+            return self._settled(self.ledger.pending(transfer_id), actual_absorbed)
+        return self._grant(hold, actual_absorbed)
+
+    def release_reservation(self, pubkey: str, request_hash: str) -> None:
+        """Void the hold of work that failed: pool and budget get all of it back. Idempotent."""
+        hold = self.ledger.pending(subsidy_transfer_id(pubkey, request_hash))
+        if hold.state is TransferState.POSTED:
+            raise Conflict("the reservation was already settled by a grant", code="reservation_settled")
+        if hold.state is TransferState.PENDING:
+            self._release(hold)
+
+    def sweep(self, limit: int = SWEEP_BATCH_MAX) -> int:
+        """Void holds past their expiry (a crashed worker strands nothing); answers how many."""
+        voided = 0
+        for hold in self.ledger.expired_pending(self.clock.now(), limit):
+            if self._release(hold):
+                voided += 1
+        return voided
+
+    def _release(self, hold: Transfer) -> bool:
+        """Void one hold (and its budget share, for subsidies); False when it was already resolved."""
+        batch = self.ledger.batch()
+        batch.void(hold)
+        if hold.code == TransferCode.SUBSIDY:
+            pubkey, day = hold.meta["pubkey"], hold.meta["day"]
+            batch.add(f"budget:{pubkey}:{day}", _budget_update(pubkey, day, reserved=-hold.amount_sats, absorbed=0))
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if f"resolve:{hold.transfer_id}" in failed.labels:
+                return False
+            raise
+        return True
+
+    def _settled(self, hold: Transfer, actual_absorbed: int) -> Grant:
+        if hold.state is TransferState.VOIDED:
+            raise Conflict("the reservation expired or was released before it was settled", code="reservation_voided")
+        if hold.effective_posted_sats != actual_absorbed:
+            raise AlreadyApplied(f"the grant was recorded for {hold.effective_posted_sats} sats, not {actual_absorbed}")
+        return self._grant(hold, actual_absorbed)
+
+    @staticmethod
+    def _grant(hold: Transfer, absorbed: int) -> Grant:
+        return Grant(hold.transfer_id, hold.meta["pubkey"], hold.meta["request_hash"], hold.amount_sats, absorbed, hold.meta["day"])
+
+    @staticmethod
+    def _grant_row(hold: Transfer, absorbed: int, pool_after: int, paid_for: str, now: float) -> dict[str, Any]:
+        day = hold.meta["day"]
+        item = {
+            "pk": grants_partition(day),
+            "sk": f"{iso(hold.created_at)}#{hold.transfer_id}",
+            "type": "grant",
+            "transfer_id": hold.transfer_id,
+            "pubkey": hold.meta["pubkey"],
+            "request_hash": hold.meta["request_hash"],
+            "tier": hold.meta["tier"],
+            "reserved_sats": hold.amount_sats,
+            "absorbed_sats": absorbed,
+            "paid_for": paid_for,
+            "day": day,
+            "reserved_at": iso(hold.created_at),
+            "granted_at": iso(now),
+            "pool_balance_after_sats": pool_after,
+        }
+        # Immutable: written once, in the transaction that posts the hold.
+        return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    # --- reads for the routes ------------------------------------------------------------
+
+    def usage_today(self, pubkey: str, tier: Tier) -> BudgetUsage:
+        day = utc_day(self.clock.now())
+        item = self.ledger.store.get(*budget_day_key(pubkey, day)) or {}
+        budget = self.settings.daily_budget_sats(tier)
+        absorbed, reserved = item.get("absorbed_sats", 0), item.get("reserved_sats", 0)
+        return BudgetUsage(day, budget, absorbed, reserved, max(0, budget - absorbed - reserved))
+
+    def grants(self, day: str | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page of a day's grant rows, oldest first; `next_cursor` continues."""
+        day = day or utc_day(self.clock.now())
+        start = _decode_cursor(cursor) if cursor else None
+        items, last = self.ledger.store.query(grants_partition(day), limit=limit, start_key=start)
+        rows = [{k: v for k, v in item.items() if k not in ("pk", "sk", "type")} for item in items]
+        return {"day": day, "grants": rows, "next_cursor": _encode_cursor(last) if last else None}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _read_seeded(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        items = self.ledger.read(keys)
+        if account_key(POOL) not in items and not self._seeded:
+            self.ensure_seeded()
+            items = self.ledger.read(keys)
+        return items
+
+    @staticmethod
+    def _pool(items: dict[tuple[str, str], dict[str, Any]]) -> Any:
+        from timmy.ledger import Account
+
+        return Account.from_item(items.get(account_key(POOL)), POOL)
+
+
+def _budget_update(pubkey: str, day: str, *, reserved: int, absorbed: int) -> dict[str, Any]:
+    """Move an identity's day counter; `used_sats` stays absorbed + reserved."""
+    pk, sk = budget_day_key(pubkey, day)
+    return {
+        "Update": {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": "ADD reserved_sats :reserved, absorbed_sats :absorbed, used_sats :used",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeValues": {":reserved": reserved, ":absorbed": absorbed, ":used": reserved + absorbed},
+        }
+    }
+
+
+def _count_pool_stats(batch: Batch, day: str, **deltas: int) -> None:
+    """The day's pool statistics (absorbed, grants, credited), in the batch that moves the sats."""
+    batch.count(pool_stats_key(day), {"type": "pool_stats", "day": day}, **deltas)
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(key, dict) or set(key) != {"pk", "sk"} or not all(isinstance(v, str) for v in key.values()):
+            raise ValueError
+        return key
+    except (ValueError, TypeError):
+        raise InvalidInput("'cursor' is not a cursor this route gave out", code="invalid_cursor") from None

@@ -1,0 +1,291 @@
+"""The double-entry ledger on DynamoDB: every movement of sats is a transfer item written in the
+same `TransactWriteItems` as the account updates, so a transfer and its balances never disagree.
+
+A `Batch` collects transfers (single-phase, pending, post, void) and any extra actions a use case
+needs in the same transaction (a daily-budget counter, a grant audit row). `Ledger.commit` merges
+the account deltas (DynamoDB refuses an item twice in one transaction), adds the no-overdraft
+conditions, and runs it with bounded, jittered retries on conflicts. Every failed condition is
+reported by its label so the caller knows which limit stopped it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from timmy.clock import Clock, iso
+from timmy.errors import AlreadyApplied, Conflict, InsufficientFunds, InvalidInput, LedgerConflict, NotFound, TransactionCancelled
+from timmy.ledger.model import (
+    PENDING_INDEX_PARTITION,
+    Account,
+    Transfer,
+    TransferState,
+    account_key,
+    must_not_overdraw,
+    transfer_key,
+)
+
+TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
+CONFLICT_RETRIES_MAX = 6
+CONFLICT_BACKOFF_SECONDS_BASE = 0.005
+TRANSFER_ID_LENGTH_MAX = 200
+
+
+class ConditionFailed(Exception):
+    """One or more conditions of a committed batch failed; `labels` names them."""
+
+    def __init__(self, labels: list[str]):
+        super().__init__(f"conditions failed: {labels}")
+        self.labels = labels
+
+
+@dataclass
+class _Delta:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.credits_posted - self.debits_posted - self.debits_pending
+
+
+@dataclass
+class Batch:
+    """Transfers and extra actions that commit together or not at all."""
+
+    now: float
+    _actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _deltas: dict[str, _Delta] = field(default_factory=dict)
+    _counters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def _delta(self, account_id: str) -> _Delta:
+        return self._deltas.setdefault(account_id, _Delta())
+
+    def transfer(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, **meta: Any) -> Transfer:
+        """A single-phase transfer, posted at once."""
+        transfer = self._new(transfer_id, debit, credit, amount_sats, code, TransferState.POSTED, None, meta)
+        self._delta(debit).debits_posted += amount_sats
+        self._delta(credit).credits_posted += amount_sats
+        return transfer
+
+    def reserve(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, expires_at: float, **meta: Any) -> Transfer:
+        """A pending transfer: holds `amount_sats` of `debit` until posted or voided (or it expires)."""
+        transfer = self._new(transfer_id, debit, credit, amount_sats, code, TransferState.PENDING, expires_at, meta)
+        self._delta(debit).debits_pending += amount_sats
+        self._delta(credit).credits_pending += amount_sats
+        return transfer
+
+    def post(self, pending: Transfer, amount_sats: int) -> None:
+        """Post a pending transfer for `amount_sats` ≤ its amount; the rest is released."""
+        if not 0 <= amount_sats <= pending.amount_sats:
+            raise InvalidInput(f"a pending transfer of {pending.amount_sats} sats cannot post {amount_sats}")
+        self._resolve(pending, TransferState.POSTED, amount_sats)
+        debit, credit = self._delta(pending.debit_account_id), self._delta(pending.credit_account_id)
+        debit.debits_pending -= pending.amount_sats
+        debit.debits_posted += amount_sats
+        credit.credits_pending -= pending.amount_sats
+        credit.credits_posted += amount_sats
+
+    def void(self, pending: Transfer) -> None:
+        """Void a pending transfer: its whole amount goes back."""
+        self._resolve(pending, TransferState.VOIDED, None)
+        self._delta(pending.debit_account_id).debits_pending -= pending.amount_sats
+        self._delta(pending.credit_account_id).credits_pending -= pending.amount_sats
+
+    def add(self, label: str, action: dict[str, Any]) -> None:
+        """An extra action of the same transaction; `label` names it when its condition fails."""
+        self._actions.append((label, action))
+
+    def count(self, key: tuple[str, str], attributes: dict[str, str], **deltas: int) -> None:
+        """Add `deltas` to the counters of an item (statistics); merged per item like accounts."""
+        counter = self._counters.setdefault(key, {"attributes": dict(attributes), "deltas": {}})
+        for name, delta in deltas.items():
+            counter["deltas"][name] = counter["deltas"].get(name, 0) + delta
+
+    def _new(
+        self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, state: TransferState, expires_at: float | None, meta: dict[str, Any]
+    ) -> Transfer:
+        if not transfer_id or len(transfer_id) > TRANSFER_ID_LENGTH_MAX:
+            raise InvalidInput(f"a transfer id has 1 to {TRANSFER_ID_LENGTH_MAX} characters")
+        if debit == credit:
+            raise InvalidInput("a transfer needs two different accounts")
+        if not isinstance(amount_sats, int) or isinstance(amount_sats, bool) or amount_sats < 0:
+            raise InvalidInput(f"a transfer moves a whole, non-negative number of sats, not {amount_sats!r}")
+        transfer = Transfer(transfer_id, debit, credit, amount_sats, code, state, self.now, expires_at=expires_at, meta=meta)
+        pk, sk = transfer_key(transfer_id)
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": sk,
+            "type": "transfer",
+            "transfer_id": transfer_id,
+            "debit_account_id": debit,
+            "credit_account_id": credit,
+            "amount_sats": amount_sats,
+            "code": code,
+            "state": state.value,
+            "created_at": _decimal_seconds(self.now),
+            **meta,
+        }
+        if expires_at is not None:
+            item["expires_at"] = _decimal_seconds(expires_at)
+            # A sparse index of holds by expiry: the sweeper's only access pattern.
+            item["gsi1pk"], item["gsi1sk"] = PENDING_INDEX_PARTITION, f"{iso(expires_at)}#{transfer_id}"
+        self._actions.append((f"transfer:{transfer_id}", {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}))
+        return transfer
+
+    def _resolve(self, pending: Transfer, state: TransferState, posted_sats: int | None) -> None:
+        pk, sk = transfer_key(pending.transfer_id)
+        update = "SET #state = :state, resolved_at = :now REMOVE gsi1pk, gsi1sk"
+        values: dict[str, Any] = {":state": state.value, ":now": _decimal_seconds(self.now), ":pending": TransferState.PENDING.value, ":amount": pending.amount_sats}
+        if posted_sats is not None:
+            update = "SET #state = :state, resolved_at = :now, posted_sats = :posted REMOVE gsi1pk, gsi1sk"
+            values[":posted"] = posted_sats
+        self._actions.append(
+            (
+                f"resolve:{pending.transfer_id}",
+                {
+                    "Update": {
+                        "Key": {"pk": pk, "sk": sk},
+                        "UpdateExpression": update,
+                        # Resolved exactly once, and only the hold the caller read.
+                        "ConditionExpression": "#state = :pending AND amount_sats = :amount",
+                        "ExpressionAttributeNames": {"#state": "state"},
+                        "ExpressionAttributeValues": values,
+                    }
+                },
+            )
+        )
+
+    def actions(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every action of the transaction, account updates merged one per account."""
+        account_actions = [(f"account:{account_id}", _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())]
+        counter_actions = [(f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())]
+        return self._actions + account_actions + counter_actions
+
+
+def _decimal_seconds(seconds: float) -> Decimal:
+    return Decimal(str(round(seconds, 3)))
+
+
+def _counter_update(pk: str, sk: str, attributes: dict[str, str], deltas: dict[str, int]) -> dict[str, Any]:
+    names = {f"#a{i}": name for i, name in enumerate(deltas)} | {f"#s{i}": name for i, name in enumerate(attributes)}
+    values = {f":a{i}": delta for i, delta in enumerate(deltas.values())} | {f":s{i}": value for i, value in enumerate(attributes.values())}
+    update = "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(deltas)))
+    if attributes:
+        update += " SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(attributes)))
+    return {"Update": {"Key": {"pk": pk, "sk": sk}, "UpdateExpression": update, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+
+def _account_update(account_id: str, delta: _Delta) -> dict[str, Any]:
+    pk, sk = account_key(account_id)
+    update: dict[str, Any] = {
+        "Key": {"pk": pk, "sk": sk},
+        "UpdateExpression": (
+            "ADD debits_pending :dp, debits_posted :dP, credits_pending :cp, credits_posted :cP, available_sats :avail "
+            "SET #type = :type, account_id = :id"
+        ),
+        "ExpressionAttributeNames": {"#type": "type"},
+        "ExpressionAttributeValues": {
+            ":dp": delta.debits_pending,
+            ":dP": delta.debits_posted,
+            ":cp": delta.credits_pending,
+            ":cP": delta.credits_posted,
+            ":avail": delta.available,
+            ":type": "account",
+            ":id": account_id,
+        },
+    }
+    if must_not_overdraw(account_id) and delta.available < 0:
+        # The no-overdraft rule, next to the debit it guards: what is spent must be available.
+        update["ConditionExpression"] = "available_sats >= :need"
+        update["ExpressionAttributeValues"][":need"] = -delta.available
+    return {"Update": update}
+
+
+class Ledger:
+    """Commits batches and answers reads of accounts and transfers."""
+
+    def __init__(self, store: Any, clock: Clock, sleep: Callable[[float], None] = time.sleep):
+        self.store = store
+        self.clock = clock
+        self._sleep = sleep
+
+    def batch(self) -> Batch:
+        return Batch(now=self.clock.now())
+
+    def commit(self, batch: Batch) -> None:
+        """Run the batch as one transaction; retries conflicts (bounded, jittered).
+
+        Raises `ConditionFailed` naming every failed condition; nothing is written then.
+        """
+        labelled = batch.actions()
+        if len(labelled) > TRANSACTION_ACTIONS_MAX:
+            raise InvalidInput(f"one transaction holds at most {TRANSACTION_ACTIONS_MAX} actions, not {len(labelled)}")
+        labels = [label for label, _ in labelled]
+        actions = [action for _, action in labelled]
+        for attempt in range(CONFLICT_RETRIES_MAX):
+            try:
+                self.store.transact(actions)
+                return
+            except TransactionCancelled as cancelled:
+                failed = [labels[i] for i in range(len(labels)) if cancelled.failed(i)]
+                if failed:
+                    raise ConditionFailed(failed) from None
+                if attempt + 1 == CONFLICT_RETRIES_MAX:
+                    raise LedgerConflict("the ledger is busy; retry shortly") from None
+                self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
+
+    # --- reads -------------------------------------------------------------------------
+
+    def account(self, account_id: str) -> Account:
+        return Account.from_item(self.store.get(*account_key(account_id)), account_id)
+
+    def transfer(self, transfer_id: str) -> Transfer | None:
+        item = self.store.get(*transfer_key(transfer_id))
+        return Transfer.from_item(item) if item else None
+
+    def read(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Several items in one round trip (consistent)."""
+        return self.store.batch_get(keys)
+
+    def expired_pending(self, now: float, limit: int) -> list[Transfer]:
+        """Holds whose expiry has passed, oldest first (the sparse pending index)."""
+        items, _ = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit)
+        # The index may lag; a stale hold fails its resolve condition and is simply skipped.
+        return [Transfer.from_item(item) for item in items]
+
+    # --- single-transfer conveniences ---------------------------------------------------
+
+    def create_transfer(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, **meta: Any) -> Transfer:
+        """A posted transfer, idempotent by id: a replay returns the first transfer."""
+        batch = self.batch()
+        transfer = batch.transfer(transfer_id, debit, credit, amount_sats, code, **meta)
+        try:
+            self.commit(batch)
+        except ConditionFailed as failed:
+            return self._replayed(transfer, failed)
+        return transfer
+
+    def _replayed(self, attempted: Transfer, failed: ConditionFailed) -> Transfer:
+        """The answer to a transfer whose id was applied before (or the error that stopped it)."""
+        if f"transfer:{attempted.transfer_id}" in failed.labels:
+            existing = self.transfer(attempted.transfer_id)
+            if existing is None:  # pragma: no cover - a put cannot fail on an absent item
+                raise Conflict("the transfer could not be written; retry")
+            if not existing.same_request(attempted):
+                raise AlreadyApplied(f"transfer {attempted.transfer_id} was applied before with other parameters")
+            return existing
+        accounts = [label.split(":", 1)[1] for label in failed.labels if label.startswith("account:")]
+        raise InsufficientFunds(f"not enough sats available in {', '.join(accounts) or 'the ledger'}")
+
+    def pending(self, transfer_id: str) -> Transfer:
+        transfer = self.transfer(transfer_id)
+        if transfer is None:
+            raise NotFound(f"no transfer {transfer_id}")
+        return transfer

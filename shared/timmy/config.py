@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     price_fetch_timeout_seconds: float = Field(default=2.0, gt=0)
     infra_overhead_pct: Decimal = Decimal("20")
     margin_pct: Decimal = Decimal("30")
+    price_refresh_seconds: int = Field(default=60, gt=0)  # a cached price older than this is refetched
+    price_sources_min: int = Field(default=2, ge=1)  # fresh exchange answers needed for a median
+    price_coinbase_base_url: str = "https://api.coinbase.com"
+    price_kraken_base_url: str = "https://api.kraken.com"
+    price_bitstamp_base_url: str = "https://www.bitstamp.net"
+    # Request limits, in one place (timmy.pricing.limits reads them): a request's text in UTF-8
+    # bytes and in (upper-bound) input tokens. max_output_tokens is bounded per model by the catalogue.
+    request_bytes_max: int = Field(default=32_768, gt=0)
+    request_input_tokens_max: int = Field(default=32_768, gt=0)
+    default_model: str = "timmy-local"
 
     # --- Lightning -----------------------------------------------------------------------
     lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"

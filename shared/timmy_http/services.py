@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from timmy.adapters.dynamodb import DynamoStore
     from timmy.free_tier import FreeTierService
     from timmy.ledger import Ledger
+    from timmy.pricing.oracle import PriceOracle
+    from timmy.pricing.service import PricingService
+    from timmy.telemetry import Telemetry
 
 
 class Services:
@@ -42,6 +45,31 @@ class Services:
         return FreeTierService(self.ledger, self.settings, self.clock)
 
     # pricing / oracle (issue 5) and identity (issue 6) services are added below.
+
+    @cached_property
+    def telemetry(self) -> Telemetry:
+        from timmy_http.telemetry import PowertoolsTelemetry
+
+        return PowertoolsTelemetry()
+
+    @cached_property
+    def oracle(self) -> PriceOracle:
+        """BTC/USD: the fixed price (local default) or the median of the exchanges, cached in the table."""
+        from timmy.pricing.oracle import FixedPriceOracle
+
+        if self.settings.price_source == "fixed":
+            return FixedPriceOracle(self.settings.fixed_btc_price_usd, self.clock)
+        from timmy.adapters.exchanges import exchange_sources
+        from timmy.adapters.price_cache import DynamoPriceCache
+        from timmy.pricing.oracle import ExchangePriceOracle, oracle_config
+
+        return ExchangePriceOracle(exchange_sources(self.settings), DynamoPriceCache(self.store), self.clock, oracle_config(self.settings), self.telemetry)
+
+    @cached_property
+    def pricing(self) -> PricingService:
+        from timmy.pricing.service import PricingService, pricing_config
+
+        return PricingService(pricing_config(self.settings), self.oracle, telemetry=self.telemetry)
 
 
 _services: Services | None = None

@@ -1,0 +1,40 @@
+"""Sats and USD: all money is integer sats; USD is `Decimal`; no float ever touches either.
+
+This is the one place that turns USD into sats (contract section 1).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, Decimal, localcontext
+
+SATS_PER_BTC = 100_000_000
+# Enough digits that no product or quotient of our prices is ever rounded before the final ceil.
+_PRECISION_DIGITS = 60
+
+
+def usd_to_sats(usd: Decimal, btc_usd: Decimal) -> int:
+    """`ceil(usd / btc_usd * 100_000_000)`: never rounded down, and at least 1 sat for non-free work.
+
+    Zero USD (free work) is 0 sats. Floats are refused: they cannot carry money exactly.
+    """
+    if not isinstance(usd, Decimal) or not isinstance(btc_usd, Decimal):
+        raise TypeError("usd_to_sats takes Decimal amounts, never floats")
+    if not usd.is_finite() or usd < 0:
+        raise ValueError(f"a USD amount must be finite and >= 0, not {usd}")
+    if not btc_usd.is_finite() or btc_usd <= 0:
+        raise ValueError(f"a BTC/USD price must be finite and > 0, not {btc_usd}")
+    if usd == 0:
+        return 0
+    with localcontext() as context:
+        context.prec = _PRECISION_DIGITS
+        # Ceiling rounding on the division too: an inexact quotient is rounded up, never down.
+        context.rounding = ROUND_CEILING
+        sats = (usd * SATS_PER_BTC / btc_usd).to_integral_value(rounding=ROUND_CEILING)
+    return max(1, int(sats))
+
+
+def usd(value: str | int | Decimal) -> Decimal:
+    """A USD amount from its string (JSON) or integer form; floats are refused."""
+    if isinstance(value, float):  # type: ignore[unreachable]
+        raise TypeError("USD amounts are Decimal strings, never floats")
+    return Decimal(value)

@@ -1,0 +1,21 @@
+"""Pricing: the model catalogue, request limits, the BTC/USD oracle and the `PricingService`."""
+
+from timmy.pricing.catalogue import Catalogue, Model, default_catalogue, load_catalogue
+from timmy.pricing.limits import RequestLimits
+from timmy.pricing.oracle import FixedPriceOracle, PriceOracle, PriceQuote
+from timmy.pricing.service import Estimate, PricingConfig, PricingService, TokenUsage
+
+__all__ = [
+    "Catalogue",
+    "Estimate",
+    "FixedPriceOracle",
+    "Model",
+    "PriceOracle",
+    "PriceQuote",
+    "PricingConfig",
+    "PricingService",
+    "RequestLimits",
+    "TokenUsage",
+    "default_catalogue",
+    "load_catalogue",
+]

@@ -1,0 +1,201 @@
+"""The BTC/USD price oracle: the port, a fixed price for offline use, and the exchange median.
+
+`ExchangePriceOracle` asks every exchange at once (each call bounded by a timeout), drops answers
+outside the sanity bounds, takes the median of the rest (so one bad feed moves nothing either way),
+and keeps it in a cache shared by every Lambda (the table) so one fetch serves them all. A price
+older than the maximum age is never used: with no fresher one, pricing fails with 503
+`price_unavailable` rather than charge at a stale price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from timmy.clock import Clock
+from timmy.config import Settings
+from timmy.errors import Unavailable
+from timmy.telemetry import LoggingTelemetry, Telemetry
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """One BTC price in USD, when it was fetched (epoch seconds) and from which sources."""
+
+    price_usd: Decimal
+    fetched_at: float
+    sources: tuple[str, ...] = ()
+
+
+class PriceOracle(Protocol):
+    def btc_usd(self) -> PriceQuote:
+        """A price fresher than the maximum age, or Unavailable(code="price_unavailable")."""
+        ...
+
+
+class PriceSourceError(Exception):
+    """One exchange did not give a usable price (down, slow, garbage)."""
+
+
+class PriceSource(Protocol):
+    """One public exchange API (an adapter in timmy.adapters.exchanges)."""
+
+    name: str
+
+    def fetch_btc_usd(self, timeout_seconds: float) -> Decimal:
+        """The exchange's last BTC/USD price; raises PriceSourceError."""
+        ...
+
+
+class PriceCache(Protocol):
+    """Where the last good price is shared between processes (an item of the table)."""
+
+    def load(self) -> PriceQuote | None: ...
+
+    def save(self, quote: PriceQuote) -> None:
+        """Store `quote` unless a newer one is already stored."""
+        ...
+
+    def try_lease(self, now: float, lease_seconds: float) -> bool:
+        """True for the one process allowed to refetch now; others keep using the cached price."""
+        ...
+
+
+class FixedPriceOracle:
+    """A configured price, always fresh: offline and local use (PRICE_SOURCE=fixed)."""
+
+    def __init__(self, price_usd: Decimal, clock: Clock):
+        if not price_usd.is_finite() or price_usd <= 0:
+            raise ValueError(f"a fixed BTC price must be > 0, not {price_usd}")
+        self.price_usd = price_usd
+        self.clock = clock
+
+    def btc_usd(self) -> PriceQuote:
+        return PriceQuote(self.price_usd, self.clock.now(), ("fixed",))
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    max_age_seconds: float
+    refresh_seconds: float
+    min_usd: Decimal
+    max_usd: Decimal
+    spread_max_pct: Decimal
+    timeout_seconds: float
+    sources_min: int
+
+
+def median(values: Sequence[Decimal]) -> Decimal:
+    """The median (mean of the middle two for an even count), exact in Decimal."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+class ExchangePriceOracle:
+    """The median of the exchanges that answered in time, cached with a maximum age."""
+
+    def __init__(
+        self, sources: Sequence[PriceSource], cache: PriceCache, clock: Clock, config: OracleConfig, telemetry: Telemetry | None = None
+    ):
+        if not sources:
+            raise ValueError("the exchange oracle needs at least one source")
+        self.sources = list(sources)
+        self.cache = cache
+        self.clock = clock
+        self.config = config
+        self.telemetry: Telemetry = telemetry or LoggingTelemetry()
+        self._memo: PriceQuote | None = None  # this process's copy, saves a read per request
+
+    def _age(self, quote: PriceQuote) -> float:
+        return self.clock.now() - quote.fetched_at
+
+    def btc_usd(self) -> PriceQuote:
+        if self._memo is not None and self._age(self._memo) < self.config.refresh_seconds:
+            return self._memo
+        cached = self.cache.load()
+        usable = cached if cached is not None and self._age(cached) < self.config.max_age_seconds else None
+        if usable is not None and self._age(usable) < self.config.refresh_seconds:
+            self._memo = usable
+            return usable
+        # Stale for refreshing: one process refetches; the others go on with a still-usable price.
+        if usable is not None and not self.cache.try_lease(self.clock.now(), self.config.timeout_seconds * 2 + 1):
+            return usable
+        fresh = self.fetch()
+        if fresh is not None:
+            self.cache.save(fresh)
+            self._memo = fresh
+            return fresh
+        if usable is not None:
+            return usable
+        self.telemetry.count("PriceUnavailable")
+        raise Unavailable(
+            "no BTC/USD price fresher than "
+            f"{int(self.config.max_age_seconds)} s is available from the exchanges; nothing can be priced now, retry shortly",
+            code="price_unavailable",
+        )
+
+    def fetch(self) -> PriceQuote | None:
+        """Ask every source at once; the median of the sane answers, or None if too few came."""
+        answers = self._ask_all()
+        sane = {name: price for name, price in answers.items() if self._sane(name, price)}
+        if len(sane) < self.config.sources_min:
+            self.telemetry.count("PriceFetchFailed")
+            self.telemetry.warning("too few exchanges gave a usable BTC price", answered=sorted(sane), needed=self.config.sources_min)
+            return None
+        price = median(list(sane.values()))
+        spread_pct = (max(sane.values()) - min(sane.values())) / price * 100
+        if spread_pct > self.config.spread_max_pct:
+            self.telemetry.count("PriceSpreadOverBound")
+            self.telemetry.warning(
+                "BTC/USD sources disagree beyond the bound; using their median",
+                spread_pct=str(spread_pct.quantize(Decimal("0.01"))),
+                prices={name: str(value) for name, value in sane.items()},
+            )
+        return PriceQuote(price, self.clock.now(), tuple(sorted(sane)))
+
+    def _ask_all(self) -> dict[str, Decimal]:
+        timeout = self.config.timeout_seconds
+        pool = ThreadPoolExecutor(max_workers=len(self.sources), thread_name_prefix="price")
+        try:
+            futures: dict[Future[Decimal], str] = {pool.submit(source.fetch_btc_usd, timeout): source.name for source in self.sources}
+            done, not_done = wait(futures, timeout=timeout)
+        finally:
+            # A source past the deadline is abandoned, not waited for (its socket timeout ends it).
+            pool.shutdown(wait=False, cancel_futures=True)
+        answers: dict[str, Decimal] = {}
+        for future in done:
+            try:
+                answers[futures[future]] = future.result()
+            except Exception as error:  # one bad source must never fail the oracle
+                self.telemetry.count("PriceSourceFailed")
+                self.telemetry.warning("a BTC price source failed", source=futures[future], error=str(error)[:200])
+        for future in not_done:
+            self.telemetry.count("PriceSourceFailed")
+            self.telemetry.warning("a BTC price source timed out", source=futures[future], timeout_seconds=timeout)
+        return answers
+
+    def _sane(self, name: str, price: Decimal) -> bool:
+        if price.is_finite() and self.config.min_usd <= price <= self.config.max_usd:
+            return True
+        self.telemetry.count("PriceOutOfBounds")
+        self.telemetry.warning("a BTC price source answered outside the sanity bounds; ignored", source=name, price_usd=str(price))
+        return False
+
+
+def oracle_config(settings: Settings) -> OracleConfig:
+    """The oracle's settings (PRICE_* environment variables)."""
+    return OracleConfig(
+        max_age_seconds=settings.price_max_age_seconds,
+        refresh_seconds=min(settings.price_refresh_seconds, settings.price_max_age_seconds),
+        min_usd=settings.price_min_usd,
+        max_usd=settings.price_max_usd,
+        spread_max_pct=settings.price_spread_max_pct,
+        timeout_seconds=settings.price_fetch_timeout_seconds,
+        sources_min=settings.price_sources_min,
+    )

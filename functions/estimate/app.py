@@ -1,0 +1,48 @@
+"""Advisory price estimates and the public view of the generosity pool. Nothing here debits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+
+from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.caller import optional_caller
+from timmy_http.estimate import EstimateAnswer, EstimateBody, PoolAnswer, check_query_encoding, estimate, pool
+
+app = create_app()
+
+_ERRORS: dict[int | str, Any] = {
+    400: {"description": "invalid input: the message says what to fix"},
+    401: {"description": "the credentials sent are invalid"},
+    413: {"description": "the request is over the size limit or the model's context window"},
+    503: {"description": "no fresh BTC/USD price (price_unavailable)"},
+}
+
+
+@app.get(
+    "/api/estimate", summary="Price a request (upper bound, in sats) without paying", responses={200: {"model": EstimateAnswer}, **_ERRORS}
+)
+def get_estimate(
+    request: Annotated[str | None, Query(description="the text of the work to price")] = None,
+    model: Annotated[str | None, Query(description="a catalogue model; the default model when absent")] = None,
+    max_output_tokens: Annotated[int | None, Query(description="completion cap, 1 … the model's maximum")] = None,
+    nostr_token: Annotated[str | None, Query(description="a nostr_token, instead of the Authorization header")] = None,
+) -> dict[str, Any]:
+    check_query_encoding(app.current_event.raw_event.get("rawQueryString") or "")
+    caller = optional_caller(app, allow_query_token=True)
+    return estimate(request, model, max_output_tokens, caller)
+
+
+@app.post("/api/estimate", summary="Price a long request (JSON body) without paying", responses={200: {"model": EstimateAnswer}, **_ERRORS})
+def post_estimate(body: Annotated[EstimateBody, Body()]) -> dict[str, Any]:
+    caller = optional_caller(app, allow_query_token=True)
+    return estimate(body.request, body.model, body.max_output_tokens, caller)
+
+
+@app.get("/api/pool", summary="The generosity pool: balance, reservations, today's grants and credits")
+def get_pool() -> PoolAnswer:
+    return pool()
+
+
+lambda_handler = lambda_handler_for(app)

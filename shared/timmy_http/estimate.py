@@ -1,0 +1,118 @@
+"""The estimate and pool routes' models and their one use case: price a request, debit nothing.
+
+Kept beside the HTTP glue (not in functions/estimate/) because the meta function imports every
+app.py to merge the OpenAPI spec, and the models must import the same way from both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from timmy.errors import InvalidInput
+from timmy.identity.caller import Caller
+from timmy_http.services import services
+
+
+class EstimateBody(BaseModel):
+    """`POST /api/estimate`: the same fields as the query of `GET /api/estimate`, for long requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: StrictStr = Field(description="the text of the work to price")
+    model: StrictStr | None = Field(default=None, description="a catalogue model name; the default model when absent")
+    max_output_tokens: StrictInt | None = Field(
+        default=None, description="completion cap, 1 … the model's maximum; the model's default when absent"
+    )
+
+
+class TokenEstimate(BaseModel):
+    input: int = Field(description="upper bound of the input tokens")
+    output: int = Field(description="the completion cap: upper bound of the output tokens")
+
+
+class PoolSummary(BaseModel):
+    balance_sats: int
+    daily_budgets: dict[str, int]
+
+
+class FreeTierView(BaseModel):
+    serve: str = Field(description="free | partial | gate")
+    absorb_sats: int
+    charge_sats: int
+
+
+class IdentityView(BaseModel):
+    pubkey: str
+    tier: str
+    free_tier: FreeTierView
+
+
+class EstimateAnswer(BaseModel):
+    estimated_sats: int = Field(description="upper bound of the work's price; nothing is debited")
+    btc_price_usd: str = Field(description="the BTC/USD price used, a decimal string")
+    token_estimate: TokenEstimate
+    model: str
+    pool: PoolSummary
+    identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
+
+
+class PoolAnswer(BaseModel):
+    balance_sats: int
+    available_sats: int
+    reserved_sats: int
+    absorbed_today_sats: int
+    grants_today: int
+    credited_today_sats: int
+    daily_budgets: dict[str, int]
+
+
+def check_query_encoding(raw_query: str) -> None:
+    """A 400 when a percent-encoded query value is not UTF-8 (API Gateway passes such bytes on)."""
+    for part in raw_query.split("&"):
+        name, _, value = part.partition("=")
+        try:
+            unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"the query parameter {name!r} is not valid UTF-8 once percent-decoded: encode the text as UTF-8", code="invalid_encoding"
+            ) from None
+
+
+def estimate(request: str | None, model: str | None, max_output_tokens: int | None, caller: Caller | None) -> dict[str, Any]:
+    """The estimate answer: an upper bound in sats, the pool, and the caller's free-tier outlook.
+
+    Advisory: `decide` reads and debits nothing.
+    """
+    pricing = services().pricing
+    text = pricing.config.limits.check_request(request)
+    quote = pricing.estimate_request_cost(text, model, max_output_tokens)
+    pool = services().free_tier.pool_status()
+    answer = EstimateAnswer(
+        estimated_sats=quote.sats,
+        btc_price_usd=str(quote.btc_price_usd),
+        token_estimate=TokenEstimate(input=quote.input_tokens, output=quote.output_tokens),
+        model=quote.model,
+        pool=PoolSummary(balance_sats=pool.balance_sats, daily_budgets=pool.daily_budgets),
+    )
+    if caller is not None:
+        decision = services().free_tier.decide(caller, quote.sats)
+        free_tier = FreeTierView(serve=decision.serve, absorb_sats=decision.absorb_sats, charge_sats=decision.charge_sats)
+        answer.identity = IdentityView(pubkey=caller.pubkey, tier=decision.tier, free_tier=free_tier)
+    return answer.model_dump(exclude_none=True)
+
+
+def pool() -> PoolAnswer:
+    """The public view of the generosity pool."""
+    status = services().free_tier.pool_status()
+    return PoolAnswer(
+        balance_sats=status.balance_sats,
+        available_sats=status.available_sats,
+        reserved_sats=status.reserved_sats,
+        absorbed_today_sats=status.absorbed_today_sats,
+        grants_today=status.grants_today,
+        credited_today_sats=status.credited_today_sats,
+        daily_budgets=status.daily_budgets,
+    )

@@ -1,16 +1,98 @@
 """Resolving the caller of a route from its credentials (NIP-98 or a nostr_token).
 
-Issue 6 (identity) implements this: a request with no credentials is anonymous (None); a request
-whose credentials fail is a 401, never silently anonymous.
+No credentials: anonymous (None). Credentials that fail: a 401 with the failing check's code —
+never silently anonymous, so a client with a broken signer learns it instead of paying full price.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
+from timmy.config import Settings
+from timmy.errors import Unauthorized
 from timmy.identity.caller import Caller
+from timmy.identity.nip98 import HttpRequestFacts
+from timmy_http.services import services
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+AUTHORIZATION_CHARS_MAX = 10_000
+
+
+def public_url(event: dict[str, Any], settings: Settings) -> str:
+    """The absolute URL the client called, as a NIP-98 `u` tag carries it (path and raw query).
+
+    `PUBLIC_BASE_URL` when configured (custom domains, proxies); otherwise the event's domain name,
+    with the scheme API Gateway reports in `x-forwarded-proto` (https in AWS). The local gateway
+    serves plain http on a loopback address, so a loopback host without that header is http.
+    """
+    path = event.get("rawPath") or "/"
+    query = event.get("rawQueryString") or ""
+    base = settings.public_base_url.rstrip("/")
+    if not base:
+        headers = event.get("headers") or {}
+        host = (event.get("requestContext") or {}).get("domainName") or headers.get("host") or ""
+        scheme = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
+        if scheme not in ("http", "https"):
+            scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host.startswith("[::1]") else "https"
+        base = f"{scheme}://{host}"
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+def request_facts(app: APIGatewayHttpResolver) -> HttpRequestFacts:
+    """What a NIP-98 event of the current request must match."""
+    event = app.current_event
+    body = event.body or ""
+    return HttpRequestFacts(
+        url=public_url(event.raw_event, services().settings), method=event.http_method.upper(), body=body.encode("utf-8")
+    )
+
+
+def _credentials(app: APIGatewayHttpResolver, allow_query_token: bool) -> tuple[str, str] | None:
+    header = app.current_event.headers.get("authorization")
+    query_token = (app.current_event.query_string_parameters or {}).get("nostr_token") if allow_query_token else None
+    if header is not None and query_token is not None:
+        raise Unauthorized("send one credential: an Authorization header or ?nostr_token=, not both", code="multiple_credentials")
+    if query_token is not None:
+        return "bearer", query_token
+    if header is None:
+        return None
+    if len(header) > AUTHORIZATION_CHARS_MAX:
+        raise Unauthorized("the Authorization header is too large", code="authorization_too_large")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() not in ("nostr", "bearer") or not value.strip():
+        raise Unauthorized(
+            "use 'Authorization: Nostr <NIP-98 event>' or 'Authorization: Bearer <nostr_token>'", code="unsupported_authorization"
+        )
+    return scheme.lower(), value.strip()
+
+
+def authenticated_pubkey(app: APIGatewayHttpResolver, allow_query_token: bool = False, allow_token: bool = True) -> str | None:
+    """The hex pubkey proven by the request's credentials, None without credentials, else a 401."""
+    credentials = _credentials(app, allow_query_token)
+    if credentials is None:
+        return None
+    scheme, value = credentials
+    identity = services().identity
+    if scheme == "nostr":
+        return identity.authenticate_nip98(value, request_facts(app))
+    if not allow_token:
+        raise Unauthorized("this route needs a NIP-98 'Authorization: Nostr' header, not a token", code="nip98_required")
+    return identity.authenticate_token(value)
 
 
 def optional_caller(app: APIGatewayHttpResolver, allow_query_token: bool = False) -> Caller | None:
     """The caller of the current request, or None when it sent no credentials."""
-    return None
+    pubkey = authenticated_pubkey(app, allow_query_token)
+    return None if pubkey is None else services().identity.caller(pubkey)
+
+
+def required_caller(app: APIGatewayHttpResolver, allow_query_token: bool = False) -> Caller:
+    """The caller of the current request; a 401 when it sent no credentials."""
+    caller = optional_caller(app, allow_query_token)
+    if caller is None:
+        raise Unauthorized(
+            "this route needs 'Authorization: Nostr <NIP-98 event>' or 'Authorization: Bearer <nostr_token>'", code="missing_credentials"
+        )
+    return caller

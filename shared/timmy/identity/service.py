@@ -1,0 +1,152 @@
+"""The identity use cases: authenticate a request (NIP-98 or nostr_token), issue tokens, resolve a
+caller's tier, and the operator's pins and blocks. Persistence goes through the DynamoStore passed
+in; the token secret through a function (Secrets Manager in AWS, cached by the HTTP layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from timmy.clock import Clock, iso
+from timmy.config import TIERS, Settings, Tier
+from timmy.errors import InvalidInput, Unauthorized
+from timmy.identity.caller import Caller
+from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, verify_nip98
+from timmy.identity.nostr import npub_from_hex
+from timmy.identity.tiers import Profile, profile_key, record_paid_action
+from timmy.identity.tokens import TokenSigner
+
+# An event id is remembered a little longer than the window in which it could be accepted, so
+# DynamoDB's (lazy) TTL deletion can never reopen it: after ttl the time check refuses it anyway.
+REPLAY_MEMORY_SECONDS = 2 * NIP98_WINDOW_SECONDS + 60
+
+
+class _Unset:
+    pass
+
+
+UNSET: Final = _Unset()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    pubkey: str
+    tier: Tier
+    expires_at: int
+
+
+class IdentityService:
+    """Nostr identities: authentication, tokens, tiers and the operator's controls."""
+
+    def __init__(self, store: Any, settings: Settings, clock: Clock, token_secret: Callable[[], str]):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._token_secret = token_secret
+        self._signer: tuple[str, TokenSigner] | None = None
+
+    # --- authentication --------------------------------------------------------------------
+
+    def authenticate_nip98(self, encoded_event: str, request: HttpRequestFacts) -> str:
+        """The hex pubkey of a valid, first-seen NIP-98 header for `request`, or a 401."""
+        verified = verify_nip98(encoded_event, request, self.clock.now())
+        item = {
+            "pk": f"NIP98#{verified.event_id}",
+            "sk": "USED",
+            "pubkey": verified.pubkey,
+            "ttl": verified.created_at + REPLAY_MEMORY_SECONDS,
+        }
+        if not self.store.put(item, condition="attribute_not_exists(pk)"):
+            raise Unauthorized("this NIP-98 event was already used; sign a fresh one per request", code="nip98_replayed")
+        return verified.pubkey
+
+    def authenticate_token(self, token: str) -> str:
+        """The hex pubkey of a valid, unexpired nostr_token, or a 401."""
+        return self.signer().verify(token, self.clock.now()).pubkey
+
+    def signer(self) -> TokenSigner:
+        """The token signer for the current secret (rebuilt when the secret rotates)."""
+        secret = self._token_secret()
+        if self._signer is None or self._signer[0] != secret:
+            self._signer = (secret, TokenSigner(secret))
+        return self._signer[1]
+
+    # --- tokens ------------------------------------------------------------------------------
+
+    def issue_token(self, pubkey: str) -> IssuedToken:
+        """A nostr_token for an authenticated pubkey; marks the identity as seen."""
+        now = self.clock.now()
+        profile = self.profile(pubkey)
+        if profile.first_seen_at is None:
+            self._mark_seen(pubkey, now)
+        expires_at = int(now) + self.settings.token_ttl_seconds
+        token = self.signer().issue(pubkey, expires_at)
+        return IssuedToken(token=token, pubkey=pubkey, tier=profile.tier(self.settings, now), expires_at=expires_at)
+
+    def _mark_seen(self, pubkey: str, now: float) -> None:
+        self.store.transact(
+            [
+                {
+                    "Update": {
+                        "Key": profile_key(pubkey),
+                        "UpdateExpression": "SET first_seen_at = if_not_exists(first_seen_at, :now), pubkey = :pubkey",
+                        "ExpressionAttributeValues": {":now": int(now), ":pubkey": pubkey},
+                    }
+                }
+            ]
+        )
+
+    # --- tiers ---------------------------------------------------------------------------------
+
+    def profile(self, pubkey: str) -> Profile:
+        """The stored standing of `pubkey` (an empty profile when never seen)."""
+        return Profile.from_item(pubkey, self.store.get(**profile_key(pubkey)))
+
+    def caller(self, pubkey: str) -> Caller:
+        """The authenticated caller `pubkey` with its effective tier and block flag."""
+        profile = self.profile(pubkey)
+        return Caller(pubkey=pubkey, tier=profile.tier(self.settings, self.clock.now()), blocked=profile.blocked)
+
+    def record_paid_action(self, pubkey: str, sats: int) -> dict[str, Any]:
+        """The transaction action that books one settled paid request (see `tiers.record_paid_action`)."""
+        return record_paid_action(pubkey, sats, self.clock.now())
+
+    # --- the operator's controls ------------------------------------------------------------------
+
+    def set_controls(self, pubkey: str, tier: Tier | _Unset | None = UNSET, blocked: bool | _Unset = UNSET) -> Profile:
+        """Pin (`tier`), unpin (`tier=None`), block or unblock `pubkey`; returns the new profile."""
+        if isinstance(tier, _Unset) and isinstance(blocked, _Unset):
+            raise InvalidInput("give 'tier' (a tier or null) and/or 'blocked' (true or false)", code="nothing_to_change")
+        if not isinstance(tier, _Unset) and tier is not None and tier not in TIERS:
+            raise InvalidInput(f"'tier' must be one of {', '.join(TIERS)} or null", code="invalid_tier")
+        sets = ["pubkey = :pubkey", "controls_updated_at = :now"]
+        removes: list[str] = []
+        values: dict[str, Any] = {":pubkey": pubkey, ":now": iso(self.clock.now())}
+        if tier is None:
+            removes.append("pinned_tier")
+        elif not isinstance(tier, _Unset):
+            sets.append("pinned_tier = :tier")
+            values[":tier"] = tier
+        if not isinstance(blocked, _Unset):
+            sets.append("blocked = :blocked")
+            values[":blocked"] = bool(blocked)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self.store.transact([{"Update": {"Key": profile_key(pubkey), "UpdateExpression": expression, "ExpressionAttributeValues": values}}])
+        return self.profile(pubkey)
+
+    def describe(self, profile: Profile) -> dict[str, Any]:
+        """An identity as the admin and identity routes show it (hex pubkey, npub, history, controls)."""
+        now = self.clock.now()
+        return {
+            "pubkey": profile.pubkey,
+            "npub": npub_from_hex(profile.pubkey),
+            "tier": profile.tier(self.settings, now),
+            "history_tier": profile.history_tier(self.settings, now),
+            "pinned_tier": profile.pinned_tier,
+            "blocked": profile.blocked,
+            "paid_sats": profile.paid_sats,
+            "paid_requests": profile.paid_requests,
+            "first_seen_at": iso(profile.first_seen_at) if profile.first_seen_at is not None else None,
+        }

@@ -15,6 +15,7 @@ from timmy.config import Settings, get_settings
 if TYPE_CHECKING:
     from timmy.adapters.dynamodb import DynamoStore
     from timmy.free_tier import FreeTierService
+    from timmy.identity.service import IdentityService
     from timmy.ledger import Ledger
     from timmy.pricing.oracle import PriceOracle
     from timmy.pricing.service import PricingService
@@ -47,6 +48,14 @@ class Services:
     # pricing / oracle (issue 5) and identity (issue 6) services are added below.
 
     @cached_property
+    def identity(self) -> IdentityService:
+        """Nostr identities (issue 6): NIP-98, nostr_tokens, tiers, the operator's pins and blocks."""
+        from timmy.identity.service import IdentityService
+        from timmy_http.secrets import token_secret
+
+        return IdentityService(self.store, self.settings, self.clock, token_secret=lambda: token_secret(self.settings))
+
+    @cached_property
     def telemetry(self) -> Telemetry:
         from timmy_http.telemetry import PowertoolsTelemetry
 
@@ -63,7 +72,9 @@ class Services:
         from timmy.adapters.price_cache import DynamoPriceCache
         from timmy.pricing.oracle import ExchangePriceOracle, oracle_config
 
-        return ExchangePriceOracle(exchange_sources(self.settings), DynamoPriceCache(self.store), self.clock, oracle_config(self.settings), self.telemetry)
+        return ExchangePriceOracle(
+            exchange_sources(self.settings), DynamoPriceCache(self.store), self.clock, oracle_config(self.settings), self.telemetry
+        )
 
     @cached_property
     def pricing(self) -> PricingService:

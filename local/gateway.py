@@ -1,0 +1,280 @@
+"""The local HTTP gateway: routes by the HttpApi events of template.yaml, calls the same handlers.
+
+Each request becomes a real API Gateway v2 (payload format 2.0) event and a Lambda context; the
+handler's answer becomes the HTTP response. Routes follow API Gateway's rules: exact paths before
+`{param}` paths before `{proxy+}`, the method before ANY, and `$default` for everything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from local.handlers import ACCOUNT_ID, FunctionSpec, HandlerLoader
+
+API_ID = "local"
+PAYLOAD_BYTES_MAX = 10 * 1024 * 1024  # API Gateway HTTP API's own request limit
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # GET, POST, ... or ANY
+    path: str  # /api/jobs/{job_id}, or $default
+    function: str  # logical id
+    pattern: re.Pattern[str] | None
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+    def priority(self) -> tuple[bool, bool, int, int, bool]:
+        """Sort key: exact paths first, then fewer parameters, greedy last; a method before ANY."""
+        return (self.path == "$default", "+}" in self.path, self.path.count("{"), -len(self.path), self.method == "ANY")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if self.pattern is None or (self.method != "ANY" and self.method != method):
+            return None
+        found = self.pattern.fullmatch(path)
+        return None if found is None else {k: unquote(v) for k, v in found.groupdict().items()}
+
+
+def compile_path(path: str) -> re.Pattern[str]:
+    """`/api/jobs/{job_id}` -> a regex with one named group per parameter (`{p+}` is greedy)."""
+    regex = ""
+    for part in re.split(r"(\{[^}]+\})", path):
+        if part.startswith("{") and part.endswith("}"):
+            name = part[1:-1]
+            regex += f"(?P<{name[:-1]}>.+)" if name.endswith("+") else f"(?P<{name}>[^/]+)"
+        else:
+            regex += re.escape(part)
+    return re.compile(regex)
+
+
+def routes_from(specs: Mapping[str, FunctionSpec]) -> list[Route]:
+    """Every HttpApi event of the template as a route, in API Gateway's matching order."""
+    routes = []
+    for spec in specs.values():
+        for props in spec.events_of_type("HttpApi").values():
+            path = str(props.get("Path", "$default"))
+            method = str(props.get("Method", "ANY")).upper()
+            routes.append(Route(method, path, spec.logical_id, None if path == "$default" else compile_path(path)))
+    return sorted(routes, key=Route.priority)
+
+
+class Router:
+    def __init__(self, routes: list[Route]):
+        self.routes = [r for r in routes if r.path != "$default"]
+        self.default = next((r for r in routes if r.path == "$default"), None)
+
+    def resolve(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                return route, params
+        return self.default, {}
+
+
+def build_event(
+    *,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    route: Route | None,
+    path_parameters: Mapping[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+    host: str = "127.0.0.1",
+    protocol: str = "HTTP/1.1",
+) -> dict[str, Any]:
+    """An API Gateway v2 (payload format 2.0) event, as API Gateway builds it."""
+    url = urlsplit(target)
+    raw_path = url.path or "/"
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[key] = f"{merged[key]},{value}" if key in merged else value
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(url.query, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    now = time.time()
+    route_key = route.route_key if route is not None else "$default"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": url.query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "domainName": merged.get("host", host),
+            "domainPrefix": merged.get("host", host).split(".", 1)[0].split(":", 1)[0],
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": protocol,
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex[:16] + "=",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": formatdate(now, usegmt=True).replace("GMT", "+0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    if body:
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode("ascii"), True
+    return event
+
+
+def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A handler's answer (payload format 2.0) as status, headers and body bytes."""
+    if not isinstance(result, Mapping) or "statusCode" not in result:
+        # Format 2.0 infers a 200 JSON response from anything that is not a response object.
+        return 200, [("content-type", "application/json")], json.dumps(result).encode()
+    headers = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((str(name), str(v)) for v in values)
+    headers.extend(("set-cookie", str(c)) for c in result.get("cookies") or [])
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    return int(result["statusCode"]), headers, raw
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    return status, [("content-type", "application/json")], json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class Gateway:
+    """A ThreadingHTTPServer on 127.0.0.1:`port` in a daemon thread; `stop()` ends it."""
+
+    def __init__(self, port: int, loader: HandlerLoader, *, host: str = "127.0.0.1", cors: Mapping[str, Any] | None = None):
+        self.loader = loader
+        self.router = Router(routes_from(loader.specs))
+        self.cors = cors or {}
+        gateway = self
+
+        class _Handler(_RequestHandler):
+            owner = gateway
+
+        self.server = ThreadingHTTPServer((host, port), _Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Gateway:
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, name="gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def handle(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request, start to end: route, build the event, invoke, shape the answer."""
+        path = urlsplit(target).path or "/"
+        route, params = self.router.resolve(method, path)
+        if route is None:
+            return _error(404, "not_found", f"no route {method} {path}")
+        event = build_event(
+            method=method, target=target, headers=headers, body=body, route=route, path_parameters=params, source_ip=source_ip
+        )
+        try:
+            result = self.loader.invoke(route.function, event)
+        except FileNotFoundError as missing:
+            return _error(503, "not_deployed", f"{route.route_key} belongs to {route.function}, but {missing}")
+        except Exception:
+            # API Gateway answers 500 when the function itself fails; the traceback goes to the log only.
+            traceback.print_exc(file=sys.stderr)
+            return _error(500, "internal_error", f"{route.function} failed; see the gateway's log")
+        return http_response(result)
+
+    def cors_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        allowed = [str(o) for o in self.cors.get("AllowOrigins") or []]
+        if not origin or not allowed or ("*" not in allowed and origin not in allowed):
+            return []
+        return [("access-control-allow-origin", "*" if "*" in allowed else origin)]
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    owner: Gateway
+    protocol_version = "HTTP/1.1"
+    server_version = "timmy-local-gateway"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # the handlers log (Powertools, JSON); one line per request would drown them
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length > PAYLOAD_BYTES_MAX:
+            self._send(
+                *_error(413, "payload_too_large", f"the request is over API Gateway's limit of {PAYLOAD_BYTES_MAX} bytes"), close=True
+            )
+            return
+        body = self.rfile.read(length) if length else b""
+        origin = self.headers.get("origin")
+        if self.command == "OPTIONS" and origin and self.headers.get("access-control-request-method"):
+            self._preflight(origin)
+            return
+        status, headers, raw = self.owner.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
+        self._send(status, headers + self.owner.cors_headers(origin), raw)
+
+    def _preflight(self, origin: str) -> None:
+        cors = self.owner.cors
+        headers = [
+            *self.owner.cors_headers(origin),
+            ("access-control-allow-methods", ",".join(cors.get("AllowMethods") or [])),
+            ("access-control-allow-headers", ",".join(cors.get("AllowHeaders") or [])),
+        ]
+        self._send(204, headers, b"")
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, close: bool = False) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        if close:
+            self.send_header("connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve

@@ -1,0 +1,75 @@
+"""Queue messages: a registry of domain handlers by queue and message type.
+
+Every message body is JSON `{"type": "...", ...}`. A use case registers the types it handles with
+`@register("settlement", "invoice.paid")`; the queue's function calls `dispatch(queue, message)`.
+A message of a type nobody registered raises `UnknownMessageType`: SQS redelivers it and, after
+the queue's `maxReceiveCount`, it lands in the DLQ where an operator can see it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+QUEUES = ("settlement", "work")
+PING = "ping"  # a message every queue accepts and ignores: smoke tests and sample events
+
+MessageHandler = Callable[[dict[str, Any]], None]
+
+_registry: dict[tuple[str, str], MessageHandler] = {}
+
+
+class UnknownMessageType(Exception):
+    """A message whose queue has no handler for its type (retried, then dead-lettered)."""
+
+
+class MalformedMessage(Exception):
+    """A message body that is not a JSON object with a string `type` (retried, then dead-lettered)."""
+
+
+def register(queue: str, message_type: str) -> Callable[[MessageHandler], MessageHandler]:
+    """Decorator: `handler(message)` handles messages of `message_type` on `queue`."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; the queues are {', '.join(QUEUES)}")
+
+    def decorate(handler: MessageHandler) -> MessageHandler:
+        existing = _registry.get((queue, message_type))
+        if existing is not None and existing is not handler:
+            raise ValueError(f"{queue}/{message_type} is already handled by {existing.__qualname__}")
+        _registry[(queue, message_type)] = handler
+        return handler
+
+    return decorate
+
+
+def parse(body: str) -> dict[str, Any]:
+    """A message body as a dict with a string `type`, or MalformedMessage."""
+    try:
+        message = json.loads(body)
+    except ValueError as error:
+        raise MalformedMessage(f"the body is not JSON: {error}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise MalformedMessage('the body must be a JSON object with a string "type"')
+    return message
+
+
+def dispatch(queue: str, message: Mapping[str, Any]) -> None:
+    """Hand `message` to the handler registered for its type on `queue`."""
+    message_type = message.get("type")
+    if message_type == PING:
+        return
+    handler = _registry.get((queue, str(message_type)))
+    if handler is None:
+        raise UnknownMessageType(f"no handler for message type {message_type!r} on the {queue} queue")
+    handler(dict(message))
+
+
+def registered_types(queue: str) -> list[str]:
+    """The types `queue` accepts (besides ping), for logs and tests."""
+    return sorted(t for q, t in _registry if q == queue)
+
+
+def encode(message_type: str, **fields: Any) -> str:
+    """The JSON body of a message of `message_type` (what producers send)."""
+    return json.dumps({"type": message_type, **fields}, sort_keys=True, default=str)

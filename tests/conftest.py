@@ -21,6 +21,7 @@ os.environ.setdefault("TOKEN_SECRET", "test-token-secret")
 
 from local.dynamodb import DynamoDBLocal  # noqa: E402
 from timmy.adapters.dynamodb import DynamoStore  # noqa: E402
+from timmy.ledger.invariants import audit_store  # noqa: E402
 from timmy_http.services import Services, reset_services  # noqa: E402
 
 
@@ -36,12 +37,20 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
 
 
 @pytest.fixture
-def table_name(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh table (from template.yaml) for one test; TABLE_NAME points at it."""
+def table_name(dynamodb_local: DynamoDBLocal, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh table (from template.yaml) for one test; TABLE_NAME points at it.
+
+    After the test the ledger's invariant checker (contract section 4) runs over the table: every
+    test that touches the ledger leaves it whole, or fails. A test that corrupts the table on
+    purpose says so with `@pytest.mark.corrupts_ledger`.
+    """
     name = f"timmy-{uuid.uuid4().hex[:12]}"
     dynamodb_local.create_table(name)
     monkeypatch.setenv("TABLE_NAME", name)
-    return name
+    yield name
+    if request.node.get_closest_marker("corrupts_ledger") is None:
+        report = audit_store(DynamoStore(name, client=dynamodb_local.client()))
+        assert report.ok, f"ledger invariants broken after the test: {report.as_dict()}"
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import re
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from timmy.config import Tier
 from timmy.errors import InvalidInput
 from timmy.ledger.invariants import audit_store
 from timmy_http.app import create_app, lambda_handler_for
@@ -37,7 +38,14 @@ def audit() -> dict[str, Any]:
 def pool_topup(body: PoolTopup) -> Any:
     def compute() -> Any:
         transfer = services().free_tier.topup(body.amount_sats, body.note)
-        return _json(200, {"transfer_id": transfer.transfer_id, "amount_sats": transfer.amount_sats, "pool": services().free_tier.pool_status().as_dict()})
+        return _json(
+            200,
+            {
+                "transfer_id": transfer.transfer_id,
+                "amount_sats": transfer.amount_sats,
+                "pool": services().free_tier.pool_status().as_dict(),
+            },
+        )
 
     return idempotent(app, "admin-pool-topup", compute)
 
@@ -61,6 +69,31 @@ def _json(status: int, body: dict[str, Any]) -> Any:
 
 
 # --- identity admin route (issue 6) ---
+
+
+class IdentityControls(BaseModel):
+    """`{tier}` pins a tier, `{tier: null}` unpins, `{blocked: true|false}` blocks or unblocks."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: Tier | None = Field(default=None, description="Pinned tier; null unpins.")
+    blocked: StrictBool | None = Field(default=None, description="true: always gate, never subsidised.")
+
+
+@app.put("/api/admin/identities/<pubkey>", summary="Pin or unpin an identity's tier, block or unblock it")
+def put_identity(pubkey: str, body: IdentityControls) -> dict[str, Any]:
+    from timmy.identity.nostr import parse_pubkey
+    from timmy.identity.service import UNSET
+
+    given = body.model_fields_set
+    if "blocked" in given and body.blocked is None:
+        raise InvalidInput("'blocked' is true or false", code="invalid_blocked")
+    identity = services().identity
+    profile = identity.set_controls(
+        parse_pubkey(pubkey),
+        tier=body.tier if "tier" in given else UNSET,
+        blocked=body.blocked if body.blocked is not None else UNSET,
+    )
+    return identity.describe(profile)
 
 
 lambda_handler = lambda_handler_for(app)

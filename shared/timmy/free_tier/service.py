@@ -161,7 +161,9 @@ class FreeTierService:
         if amount_sats <= 0:
             raise InvalidInput("a top-up moves at least 1 sat")
         self.ensure_seeded()
-        return self.ledger.create_transfer(transfer_id or f"topup:{uuid.uuid4().hex}", OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note)
+        return self.ledger.create_transfer(
+            transfer_id or f"topup:{uuid.uuid4().hex}", OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note
+        )
 
     def add_credit(self, batch: Batch, paid_sats: int, charge_transfer_id: str) -> int:
         """Add the pool's share (POOL_CREDIT_PCT of `paid_sats`, floor) to the batch that books
@@ -169,7 +171,9 @@ class FreeTierService:
         amount = paid_sats * self.settings.pool_credit_pct // 100
         if amount <= 0:
             return 0
-        batch.transfer(f"credit:{charge_transfer_id}", OPERATOR_REVENUE, POOL, amount, TransferCode.POOL_CREDIT, source_transfer_id=charge_transfer_id)
+        batch.transfer(
+            f"credit:{charge_transfer_id}", OPERATOR_REVENUE, POOL, amount, TransferCode.POOL_CREDIT, source_transfer_id=charge_transfer_id
+        )
         _count_pool_stats(batch, utc_day(batch.now), credited_sats=amount)
         return amount
 
@@ -206,7 +210,9 @@ class FreeTierService:
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
             decision, existing = self._decide(caller, estimated_sats, request_hash)
             if existing is not None:
-                return Decision("free", existing.amount_sats, estimated_sats - existing.amount_sats, decision.tier, "already reserved"), existing
+                return Decision(
+                    "free", existing.amount_sats, estimated_sats - existing.amount_sats, decision.tier, "already reserved"
+                ), existing
             if decision.serve != "free":
                 return decision, None
             assert caller is not None

@@ -78,7 +78,9 @@ def _balanced(accounts: dict[str, Account]) -> Check:
     posted = sum(a.credits_posted - a.debits_posted for a in accounts.values())
     pending = sum(a.credits_pending - a.debits_pending for a in accounts.values())
     offenders = ([f"posted:{posted}"] if posted else []) + ([f"pending:{pending}"] if pending else [])
-    return _check("balanced", offenders, "Σ credits − debits is 0, posted and pending", f"Σ credits − debits is posted {posted}, pending {pending}")
+    return _check(
+        "balanced", offenders, "Σ credits − debits is 0, posted and pending", f"Σ credits − debits is posted {posted}, pending {pending}"
+    )
 
 
 def _non_negative(accounts: dict[str, Account], stored_available: dict[str, int]) -> Check:
@@ -108,7 +110,12 @@ def _accounts_match_transfers(accounts: dict[str, Account], transfers: list[Tran
         a = accounts.get(account_id, Account(account_id))
         if [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted] != expected[account_id]:
             offenders.append(account_id)
-    return _check("accounts_match_transfers", offenders, "every account equals the sum of its transfers", "accounts that differ from the sum of their transfers")
+    return _check(
+        "accounts_match_transfers",
+        offenders,
+        "every account equals the sum of its transfers",
+        "accounts that differ from the sum of their transfers",
+    )
 
 
 def _daily_budgets(budget_days: list[dict[str, Any]], transfers: list[Transfer]) -> Check:
@@ -124,7 +131,11 @@ def _daily_budgets(budget_days: list[dict[str, Any]], transfers: list[Transfer])
         key = (day["pubkey"], day["day"])
         seen.add(key)
         absorbed, reserved = day.get("absorbed_sats", 0), day.get("reserved_sats", 0)
-        if absorbed + reserved > day.get("budget_sats", 0) or [absorbed, reserved] != from_transfers[key] or day.get("used_sats", 0) != absorbed + reserved:
+        if (
+            absorbed + reserved > day.get("budget_sats", 0)
+            or [absorbed, reserved] != from_transfers[key]
+            or day.get("used_sats", 0) != absorbed + reserved
+        ):
             offenders.append(f"{key[0]}:{key[1]}")
     offenders += [f"{k[0]}:{k[1]}" for k, v in from_transfers.items() if k not in seen and any(v)]
     return _check(

@@ -109,7 +109,15 @@ class Batch:
             counter["deltas"][name] = counter["deltas"].get(name, 0) + delta
 
     def _new(
-        self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, state: TransferState, expires_at: float | None, meta: dict[str, Any]
+        self,
+        transfer_id: str,
+        debit: str,
+        credit: str,
+        amount_sats: int,
+        code: str,
+        state: TransferState,
+        expires_at: float | None,
+        meta: dict[str, Any],
     ) -> Transfer:
         if not transfer_id or len(transfer_id) > TRANSFER_ID_LENGTH_MAX:
             raise InvalidInput(f"a transfer id has 1 to {TRANSFER_ID_LENGTH_MAX} characters")
@@ -142,7 +150,12 @@ class Batch:
     def _resolve(self, pending: Transfer, state: TransferState, posted_sats: int | None) -> None:
         pk, sk = transfer_key(pending.transfer_id)
         update = "SET #state = :state, resolved_at = :now REMOVE gsi1pk, gsi1sk"
-        values: dict[str, Any] = {":state": state.value, ":now": _decimal_seconds(self.now), ":pending": TransferState.PENDING.value, ":amount": pending.amount_sats}
+        values: dict[str, Any] = {
+            ":state": state.value,
+            ":now": _decimal_seconds(self.now),
+            ":pending": TransferState.PENDING.value,
+            ":amount": pending.amount_sats,
+        }
         if posted_sats is not None:
             update = "SET #state = :state, resolved_at = :now, posted_sats = :posted REMOVE gsi1pk, gsi1sk"
             values[":posted"] = posted_sats
@@ -164,8 +177,12 @@ class Batch:
 
     def actions(self) -> list[tuple[str, dict[str, Any]]]:
         """Every action of the transaction, account updates merged one per account."""
-        account_actions = [(f"account:{account_id}", _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())]
-        counter_actions = [(f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())]
+        account_actions = [
+            (f"account:{account_id}", _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())
+        ]
+        counter_actions = [
+            (f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())
+        ]
         return self._actions + account_actions + counter_actions
 
 
@@ -179,7 +196,14 @@ def _counter_update(pk: str, sk: str, attributes: dict[str, str], deltas: dict[s
     update = "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(deltas)))
     if attributes:
         update += " SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(attributes)))
-    return {"Update": {"Key": {"pk": pk, "sk": sk}, "UpdateExpression": update, "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+    return {
+        "Update": {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
 
 
 def _account_update(account_id: str, delta: _Delta) -> dict[str, Any]:

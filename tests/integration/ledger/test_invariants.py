@@ -1,0 +1,91 @@
+"""The checker catches each kind of corruption written behind the ledger's back."""
+
+from __future__ import annotations
+
+import pytest
+
+from timmy.adapters.dynamodb import DynamoStore
+from timmy.free_tier import FreeTierService
+from timmy.identity.caller import Caller
+from timmy.ledger.invariants import audit_store
+from timmy.ledger.model import POOL, account_key, transfer_key
+
+CALLER = Caller("a" * 64, "elite")
+
+
+@pytest.fixture
+def busy_ledger(free_tier: FreeTierService) -> FreeTierService:
+    free_tier.decide_and_reserve(CALLER, 100, "settled")
+    free_tier.record_grant(CALLER.pubkey, "settled", 80, 100)
+    free_tier.decide_and_reserve(CALLER, 40, "pending")
+    free_tier.credit(1_000, "charge-1")
+    assert audit_store(free_tier.ledger.store).ok
+    return free_tier
+
+
+def _fails(store: DynamoStore) -> set[str]:
+    return set(audit_store(store).failed())
+
+
+@pytest.mark.corrupts_ledger
+def test_an_unbalanced_transfer_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    pk, sk = transfer_key("pool-seed")
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": pk}, "sk": {"S": sk}},
+        UpdateExpression="SET amount_sats = :a",
+        ExpressionAttributeValues={":a": {"N": "1999"}},
+    )
+    assert "accounts_match_transfers" in _fails(store)
+
+
+@pytest.mark.corrupts_ledger
+def test_an_account_off_by_one_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    pk, sk = account_key(POOL)
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": pk}, "sk": {"S": sk}},
+        UpdateExpression="ADD credits_posted :one, available_sats :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+    )
+    assert {"balanced", "accounts_match_transfers"} <= _fails(store)
+
+
+@pytest.mark.corrupts_ledger
+def test_a_grant_row_without_its_transfer_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    (row,) = busy_ledger.grants(None)["grants"]
+    store.put({**row, "pk": f"GRANTS#{row['day']}", "sk": "zzz#forged", "type": "grant", "transfer_id": "subsidy:forged"})
+    assert _fails(store) == {"grants_match_subsidies"}
+
+
+@pytest.mark.corrupts_ledger
+def test_a_budget_counter_over_its_budget_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    usage = busy_ledger.usage_today(CALLER.pubkey, "elite")
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": f"IDENTITY#{CALLER.pubkey}"}, "sk": {"S": f"DAY#{usage.day}"}},
+        UpdateExpression="SET budget_sats = :b",
+        ExpressionAttributeValues={":b": {"N": "100"}},
+    )
+    assert _fails(store) == {"daily_budgets"}
+
+
+@pytest.mark.corrupts_ledger
+def test_a_pool_below_zero_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    busy_ledger.ledger.create_transfer("drain", "operator-revenue", "operator-equity", 1, "test")
+    pk, sk = account_key(POOL)
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": pk}, "sk": {"S": sk}},
+        UpdateExpression="SET available_sats = :v",
+        ExpressionAttributeValues={":v": {"N": "-5"}},
+    )
+    assert "non_negative" in _fails(store)
+
+
+@pytest.mark.corrupts_ledger
+def test_a_payment_applied_twice_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    ledger = busy_ledger.ledger
+    ledger.create_transfer("pay-1", "lightning-clearing", "operator-revenue", 10, "payment_in", payment_hash="ab" * 32)
+    ledger.create_transfer("pay-2", "lightning-clearing", "operator-revenue", 10, "payment_in", payment_hash="ab" * 32)
+    assert _fails(store) == {"applied_once"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import BaseModel, Field
 
@@ -43,12 +45,12 @@ class MeOut(BaseModel):
     summary="Exchange a NIP-98 signed request for a nostr_token",
     responses={200: {"description": "A nostr_token for the signing pubkey", "content": {"application/json": {"model": TokenOut}}}},
 )
-def issue_token() -> Response:
+def issue_token() -> Any:
     pubkey = authenticated_pubkey(app, allow_token=False)
     if pubkey is None:
         raise Unauthorized("sign this request with NIP-98: 'Authorization: Nostr <base64 event>'", code="missing_credentials")
 
-    def compute() -> Response:
+    def compute() -> Any:
         issued = services().identity.issue_token(pubkey)
         body = TokenOut(token=issued.token, pubkey=issued.pubkey, tier=issued.tier, expires_at=iso(issued.expires_at))
         return Response(200, content_types.APPLICATION_JSON, body.model_dump_json())

@@ -20,6 +20,7 @@ os.environ.setdefault("ADMIN_API_KEY", "test-admin-key")
 os.environ.setdefault("TOKEN_SECRET", "test-token-secret")
 
 from local.dynamodb import DynamoDBLocal  # noqa: E402
+from tests.api_client import ApiClient  # noqa: E402
 from timmy.adapters.dynamodb import DynamoStore  # noqa: E402
 from timmy.ledger.invariants import audit_store  # noqa: E402
 from timmy_http.services import Services, reset_services  # noqa: E402
@@ -63,3 +64,9 @@ def services(table_name: str) -> Iterator[Services]:
     """The handlers' service container, rebuilt from the environment (a fresh cold start)."""
     yield reset_services()
     reset_services()
+
+
+@pytest.fixture
+def api(services: Services) -> ApiClient:
+    """The HTTP API in process, routed by template.yaml, on this test's fresh table."""
+    return ApiClient()

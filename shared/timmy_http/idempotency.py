@@ -28,10 +28,11 @@ IDEMPOTENCY_TTL_SECONDS = 86_400
 
 _execute: Callable[..., dict[str, Any]] | None = None
 _execute_table: str | None = None
+_config: IdempotencyConfig | None = None
 
 
 def _executor() -> Callable[..., dict[str, Any]]:
-    global _execute, _execute_table
+    global _execute, _execute_table, _config
     table = services().settings.table_name
     if _execute is None or _execute_table != table:
         store = DynamoDBPersistenceLayer(
@@ -56,7 +57,7 @@ def _executor() -> Callable[..., dict[str, Any]]:
             body = response.body if isinstance(response.body, str) else json.dumps(response.body)
             return {"status_code": response.status_code, "body": body, "content_type": response.content_type}
 
-        _execute, _execute_table = execute, table
+        _execute, _execute_table, _config = execute, table, config
     return _execute
 
 
@@ -69,8 +70,11 @@ def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Re
         raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters", code="invalid_idempotency_key")
     body = (app.current_event.body or "").encode()
     request = {"scope": scope, "key": key, "body_sha256": hashlib.sha256(body).hexdigest()}
+    execute = _executor()
+    if _config is not None and app.lambda_context is not None:
+        _config.register_lambda_context(app.lambda_context)  # the in-progress record expires with the invocation
     try:
-        stored = _executor()(request=request, compute=compute)
+        stored = execute(request=request, compute=compute)
     except IdempotencyValidationError:
         raise Conflict("this Idempotency-Key was used with a different body", code="idempotency_key_reused") from None
     except IdempotencyAlreadyInProgressError:

@@ -86,9 +86,9 @@ def _balanced(accounts: dict[str, Account]) -> Check:
 def _non_negative(accounts: dict[str, Account], stored_available: dict[str, int]) -> Check:
     offenders = []
     for account_id, account in accounts.items():
-        if stored_available[account_id] != account.computed_available_sats:
-            offenders.append(account_id)
-        elif must_not_overdraw(account_id) and (account.posted_balance_sats < 0 or account.computed_available_sats < 0):
+        out_of_step = stored_available[account_id] != account.computed_available_sats
+        overdrawn = must_not_overdraw(account_id) and (account.posted_balance_sats < 0 or account.computed_available_sats < 0)
+        if out_of_step or overdrawn:
             offenders.append(account_id)
     return _check(
         "non_negative",

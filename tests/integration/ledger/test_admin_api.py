@@ -1,0 +1,86 @@
+"""The operator's routes: audit, pool top-up, grants — and every bad call refused, nothing booked."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api_client import ApiClient
+from timmy_http.services import Services
+
+ADMIN = {"authorization": "Bearer test-admin-key"}
+
+
+def test_pool_topup_moves_equity_into_the_pool_once_per_idempotency_key(api: ApiClient) -> None:
+    headers = {**ADMIN, "idempotency-key": "donation-1"}
+    first = api.post("/api/admin/pool/topup", json_body={"amount_sats": 500, "note": "thanks"}, headers=headers)
+    again = api.post("/api/admin/pool/topup", json_body={"amount_sats": 500, "note": "thanks"}, headers=headers)
+    assert first.status == again.status == 200
+    assert first.json == again.json and first.json["pool"]["balance_sats"] == 10_500
+    assert api.get("/api/pool").json["balance_sats"] == 10_500
+    reused = api.post("/api/admin/pool/topup", json_body={"amount_sats": 7}, headers=headers)
+    assert (reused.status, reused.error_code) == (409, "idempotency_key_reused")
+
+
+def test_audit_reports_every_check_by_name(api: ApiClient) -> None:
+    api.post("/api/admin/pool/topup", json_body={"amount_sats": 5}, headers=ADMIN)
+    answer = api.get("/api/admin/audit", headers=ADMIN)
+    assert answer.status == 200 and answer.json["ok"] is True
+    names = [check["name"] for check in answer.json["checks"]]
+    assert names == ["balanced", "non_negative", "accounts_match_transfers", "daily_budgets", "grants_match_subsidies", "applied_once"]
+
+
+def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Services) -> None:
+    from timmy.identity.caller import Caller
+
+    caller = Caller("a" * 64, "elite")
+    for index in range(3):
+        services.free_tier.decide_and_reserve(caller, 10, f"r{index}")
+        services.free_tier.record_grant(caller.pubkey, f"r{index}", 4, 10)
+    first = api.get("/api/admin/grants?limit=2", headers=ADMIN).json
+    assert len(first["grants"]) == 2 and first["next_cursor"]
+    second = api.get(f"/api/admin/grants?limit=2&cursor={first['next_cursor']}", headers=ADMIN).json
+    assert len(second["grants"]) == 1 and second["next_cursor"] is None
+    assert {g["request_hash"] for g in first["grants"] + second["grants"]} == {"r0", "r1", "r2"}
+    assert api.get("/api/admin/grants?day=2020-01-01", headers=ADMIN).json["grants"] == []
+    for bad in ("day=yesterday", "cursor=%%%", "limit=0", "limit=9999"):
+        answer = api.get(f"/api/admin/grants?{bad}", headers=ADMIN)
+        assert answer.status == 400 and "error" in answer.json, bad
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({}, "missing_admin_key"), ({"authorization": "Bearer wrong"}, "invalid_admin_key"), ({"authorization": "Basic dGVzdA=="}, "missing_admin_key")],
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/admin/audit"), ("POST", "/api/admin/pool/topup"), ("GET", "/api/admin/grants")])
+def test_admin_routes_need_the_admin_key(api: ApiClient, headers: dict[str, str], code: str, method: str, path: str) -> None:
+    answer = api.request(method, path, json_body={"amount_sats": 5} if method == "POST" else None, headers=headers)
+    assert (answer.status, answer.error_code) == (401, code)
+    assert api.get("/api/pool").json["balance_sats"] == 10_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount_sats": -5},
+        {"amount_sats": 0},
+        {"amount_sats": 1.5},
+        {"amount_sats": "100"},
+        {"amount_sats": 10**30},
+        {"amount_sats": True},
+        {"note": "no amount"},
+        {"amount_sats": 5, "note": "x" * 501},
+        [],
+    ],
+)
+def test_bad_topups_are_400_and_book_nothing(api: ApiClient, body: object) -> None:
+    answer = api.post("/api/admin/pool/topup", json_body=body, headers=ADMIN)
+    assert answer.status == 400 and set(answer.json) == {"error"}, answer.json
+    assert answer.json["error"]["message"]
+    assert api.get("/api/pool").json["balance_sats"] == 10_000
+
+
+def test_a_topup_that_is_not_json_is_400(api: ApiClient) -> None:
+    for raw in (b"{not json", b"\xff\xfe\x00"):
+        answer = api.post("/api/admin/pool/topup", body=raw, headers=ADMIN)
+        assert answer.status == 400, raw
+    assert api.get("/api/pool").json["balance_sats"] == 10_000

@@ -19,11 +19,11 @@ os.environ.setdefault("POWERTOOLS_DEV", "false")
 os.environ.setdefault("ADMIN_API_KEY", "test-admin-key")
 os.environ.setdefault("TOKEN_SECRET", "test-token-secret")
 
-from local.dynamodb import DynamoDBLocal  # noqa: E402
-from tests.api_client import ApiClient  # noqa: E402
-from timmy.adapters.dynamodb import DynamoStore  # noqa: E402
-from timmy.ledger.invariants import audit_store  # noqa: E402
-from timmy_http.services import Services, reset_services  # noqa: E402
+from local.dynamodb import DynamoDBLocal
+from tests.api_client import ApiClient
+from timmy.adapters.dynamodb import DynamoStore
+from timmy.ledger.invariants import audit_store
+from timmy_http.services import Services, reset_services
 
 
 @pytest.fixture(scope="session")

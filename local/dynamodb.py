@@ -72,7 +72,7 @@ class DynamoDBLocal:
             region_name="us-east-1",
             aws_access_key_id="local",
             aws_secret_access_key="local",
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64),
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64, parameter_validation=False),
         )
 
     def create_table(self, table_name: str) -> None:

@@ -69,15 +69,18 @@ class Usage:
     read_capacity_units: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, response: Mapping[str, Any]) -> None:
+    def add(self, response: Mapping[str, Any], *, writes: bool) -> None:
+        """Count one call; its consumed capacity is read or write capacity by what the call did."""
         consumed = response.get("ConsumedCapacity") or []
         if isinstance(consumed, Mapping):
             consumed = [consumed]
+        units = sum(float(entry.get("CapacityUnits", 0) or 0) for entry in consumed)
         with self._lock:
             self.calls += 1
-            for entry in consumed:
-                self.write_capacity_units += float(entry.get("WriteCapacityUnits", 0) or 0)
-                self.read_capacity_units += float(entry.get("ReadCapacityUnits", 0) or 0)
+            if writes:
+                self.write_capacity_units += units
+            else:
+                self.read_capacity_units += units
 
     def snapshot(self) -> tuple[int, float, float]:
         with self._lock:
@@ -92,7 +95,7 @@ class DynamoStore:
         self.client = client or boto3.client(
             "dynamodb",
             endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64),
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64, parameter_validation=False),
         )
         self.usage = Usage()
 
@@ -105,7 +108,7 @@ class DynamoStore:
             ConsistentRead=consistent,
             ReturnConsumedCapacity="TOTAL",
         )
-        self.usage.add(response)
+        self.usage.add(response, writes=False)
         item = response.get("Item")
         return deserialize_item(item) if item else None
 
@@ -121,7 +124,7 @@ class DynamoStore:
                 RequestItems={self.table_name: {"Keys": chunk, "ConsistentRead": consistent}},
                 ReturnConsumedCapacity="TOTAL",
             )
-            self.usage.add(response)
+            self.usage.add(response, writes=False)
             for raw in response.get("Responses", {}).get(self.table_name, []):
                 item = deserialize_item(raw)
                 found[(item["pk"], item["sk"])] = item
@@ -140,16 +143,19 @@ class DynamoStore:
         if values:
             request["ExpressionAttributeValues"] = serialize_item(values)
         try:
-            self.usage.add(self.client.put_item(**request))
+            self.usage.add(self.client.put_item(**request), writes=True)
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                self.usage.add(error.response)
+                self.usage.add(error.response, writes=True)
                 return False
             raise
         return True
 
     def delete(self, pk: str, sk: str) -> None:
-        self.usage.add(self.client.delete_item(TableName=self.table_name, Key=serialize_item({"pk": pk, "sk": sk}), ReturnConsumedCapacity="TOTAL"))
+        self.usage.add(
+            self.client.delete_item(TableName=self.table_name, Key=serialize_item({"pk": pk, "sk": sk}), ReturnConsumedCapacity="TOTAL"),
+            writes=True,
+        )
 
     # --- transactions --------------------------------------------------------------------
 
@@ -165,14 +171,16 @@ class DynamoStore:
         try:
             response = self.client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
         except ClientError as error:
-            self.usage.add(error.response)
+            self.usage.add(error.response, writes=True)
             if error.response["Error"]["Code"] == "TransactionCanceledException":
-                reasons = [r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])]
+                reasons = [
+                    r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])
+                ]
                 raise TransactionCancelled(reasons) from error
             if error.response["Error"]["Code"] in ("TransactionConflictException", "TransactionInProgressException"):
                 raise TransactionCancelled(["TransactionConflict"]) from error
             raise
-        self.usage.add(response)
+        self.usage.add(response, writes=True)
 
     def _transact_action(self, action: Mapping[str, Any]) -> dict[str, Any]:
         ((kind, body),) = action.items()
@@ -225,7 +233,7 @@ class DynamoStore:
         if start_key:
             request["ExclusiveStartKey"] = serialize_item(start_key)
         response = self.client.query(**request)
-        self.usage.add(response)
+        self.usage.add(response, writes=False)
         items = [deserialize_item(i) for i in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return items, (deserialize_item(last) if last else None)
@@ -238,7 +246,7 @@ class DynamoStore:
             if start:
                 request["ExclusiveStartKey"] = start
             response = self.client.scan(**request)
-            self.usage.add(response)
+            self.usage.add(response, writes=False)
             for raw in response.get("Items", []):
                 yield deserialize_item(raw)
             start = response.get("LastEvaluatedKey")

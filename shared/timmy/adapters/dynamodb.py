@@ -34,7 +34,7 @@ def _to_attr(value: Any) -> dict[str, Any]:
         return {"BOOL": value}
     if isinstance(value, int):
         return {"N": str(value)}
-    return _serializer.serialize(value)
+    return dict(_serializer.serialize(value))
 
 
 def _from_attr(attr: Mapping[str, Any]) -> Any:
@@ -92,7 +92,7 @@ class DynamoStore:
 
     def __init__(self, table_name: str, client: Any = None, endpoint_url: str | None = None):
         self.table_name = table_name
-        self.client = client or boto3.client(
+        self.client: Any = client or boto3.client(
             "dynamodb",
             endpoint_url=endpoint_url,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64, parameter_validation=False),

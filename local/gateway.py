@@ -17,7 +17,6 @@ import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -135,7 +134,7 @@ def build_event(
             "requestId": uuid.uuid4().hex[:16] + "=",
             "routeKey": route_key,
             "stage": "$default",
-            "time": formatdate(now, usegmt=True).replace("GMT", "+0000"),
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": False,

@@ -34,6 +34,7 @@ _PASSED_ATTRIBUTES = (
 class LocalSQS:
     """moto's ThreadedMotoServer plus the template's queues, by logical id.
 
+    With `own_server=False` it only creates queues on the server already listening on `port`.
     `visibility_timeout_seconds` overrides every queue's VisibilityTimeout (tests use 1 s so a
     redelivery takes a second, not a minute). `name_prefix` keeps queues of several tests apart
     on one server (moto keeps its state per process).
@@ -46,6 +47,7 @@ class LocalSQS:
         visibility_timeout_seconds: int | None = None,
         name_prefix: str = "",
         template_path: Path = TEMPLATE_PATH,
+        own_server: bool = True,
     ):
         self.port = port or free_port()
         self.visibility_timeout_seconds = visibility_timeout_seconds
@@ -53,6 +55,7 @@ class LocalSQS:
         self.template_path = template_path
         self.queue_urls: dict[str, str] = {}  # logical id -> URL
         self.queue_arns: dict[str, str] = {}  # logical id -> ARN
+        self.own_server = own_server  # False: the queues live on a server someone else started
         self._server: Any = None
 
     @property
@@ -61,7 +64,7 @@ class LocalSQS:
 
     def start(self) -> LocalSQS:
         """Start the server (if not started) and create the template's queues."""
-        if self._server is None:
+        if self._server is None and self.own_server:
             from moto.server import ThreadedMotoServer
 
             self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)

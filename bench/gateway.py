@@ -1,0 +1,90 @@
+"""p50 and p99 through the local gateway on DynamoDB Local, against `sam local start-api`'s ~720 ms.
+
+Starts the same parts `make run` does (in memory, free ports), warms each route once (the cold
+start), then times sequential requests over one keep-alive connection.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "300"))
+SAM_LOCAL_MS = 720  # reported per call for sam local start-api with DynamoDB Local
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def timed(port: int, path: str, count: int) -> list[float]:
+    connection = HTTPConnection("127.0.0.1", port, timeout=30)
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        samples.append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"GET {path} answered {response.status}")
+    connection.close()
+    return samples
+
+
+def main() -> None:
+    import logging
+    import warnings
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "TABLE_NAME": "timmy-bench",
+        "PRICE_SOURCE": "fixed",
+    }.items():
+        os.environ.setdefault(name, value)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    from local.dynamodb import DynamoDBLocal
+    from local.gateway import Gateway
+    from local.handlers import HandlerLoader
+    from local.sqs import LocalSQS
+
+    dynamodb = DynamoDBLocal().start()
+    sqs = LocalSQS()
+    try:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
+        dynamodb.create_table(os.environ["TABLE_NAME"])
+        sqs.start().export()
+        loader = HandlerLoader(watch=True)
+        gateway = Gateway(0, loader).start()
+        pool_served = loader.specs["EstimateFunction"].exists
+        routes = ["/api/health", "/api/pool" if pool_served else "/api/health"]
+        print(f"{REQUESTS} sequential requests per route, one keep-alive connection, after one warm-up call")
+        for path in dict.fromkeys(routes):
+            timed(gateway.port, path, 1)
+            samples = timed(gateway.port, path, REQUESTS)
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            what = "DescribeTable + 2x GetQueueAttributes" if path == "/api/health" else "reads the pool from the table"
+            print(
+                f"GET {path:<14} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  mean {statistics.fmean(samples):6.1f} ms  ({what}; sam local start-api ~{SAM_LOCAL_MS} ms: {SAM_LOCAL_MS / p50:.0f}x)"
+            )
+        gateway.stop()
+    finally:
+        sqs.stop()
+        dynamodb.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 from botocore.config import Config
 from pydantic import BaseModel, Field
 
@@ -123,7 +124,9 @@ def _function_schema(file: Path) -> dict[str, Any] | None:
         resolver = getattr(module, "app", None)
         if not isinstance(resolver, APIGatewayHttpResolver):
             return None  # a queue or schedule consumer: no routes
-        return resolver.get_openapi_schema(title="Timmy").model_dump(by_alias=True, exclude_none=True)
+        schema = resolver.get_openapi_schema(title="Timmy").model_dump(by_alias=True, exclude_none=True)
+        OpenAPI(**{**schema, "openapi": "3.1.0"}).model_dump_json(by_alias=True, exclude_none=True)  # it must serialise
+        return schema
     except Exception:
         logger.exception("left a function out of the OpenAPI spec", extra={"file": str(file.relative_to(FUNCTIONS_DIR))})
         return None

@@ -46,7 +46,9 @@ class DynamoDBLocal:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             storage = ["-sharedDb", "-dbPath", str(self.data_dir)]
         command = ["java", f"-Djava.library.path={EMULATOR_DIR / 'DynamoDBLocal_lib'}", "-jar", str(jar), *storage, "-port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=EMULATOR_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=EMULATOR_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_ready()
         return self
 

@@ -31,7 +31,9 @@ class ApiClient:
         self.gateway = Gateway(0, HandlerLoader(watch=False))
         self.gateway.server.server_close()  # routing and invoking only; nothing listens
 
-    def request(self, method: str, target: str, *, json_body: Any = None, body: bytes | str | None = None, headers: dict[str, str] | None = None) -> Answer:
+    def request(
+        self, method: str, target: str, *, json_body: Any = None, body: bytes | str | None = None, headers: dict[str, str] | None = None
+    ) -> Answer:
         raw = json.dumps(json_body).encode() if json_body is not None else body.encode() if isinstance(body, str) else (body or b"")
         header_list = [("host", "127.0.0.1:3000"), *((k, v) for k, v in (headers or {}).items())]
         if raw and not any(k.lower() == "content-type" for k, _ in header_list):

@@ -61,7 +61,12 @@ def register_error_handlers(app: APIGatewayHttpResolver, known_routes: Any = Non
         path = app.current_event.path
         allowed = known_routes.methods_for(path) if known_routes is not None else set()
         if allowed and method not in allowed:
-            return error_response(405, "method_not_allowed", f"{method} is not allowed on {path}; use {', '.join(sorted(allowed))}", headers={"Allow": ", ".join(sorted(allowed))})
+            return error_response(
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; use {', '.join(sorted(allowed))}",
+                headers={"Allow": ", ".join(sorted(allowed))},
+            )
         return error_response(404, "not_found", f"no route {method} {path}")
 
     @app.exception_handler(Exception)

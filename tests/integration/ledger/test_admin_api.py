@@ -49,7 +49,11 @@ def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Service
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_admin_key"), ({"authorization": "Bearer wrong"}, "invalid_admin_key"), ({"authorization": "Basic dGVzdA=="}, "missing_admin_key")],
+    [
+        ({}, "missing_admin_key"),
+        ({"authorization": "Bearer wrong"}, "invalid_admin_key"),
+        ({"authorization": "Basic dGVzdA=="}, "missing_admin_key"),
+    ],
 )
 @pytest.mark.parametrize(("method", "path"), [("GET", "/api/admin/audit"), ("POST", "/api/admin/pool/topup"), ("GET", "/api/admin/grants")])
 def test_admin_routes_need_the_admin_key(api: ApiClient, headers: dict[str, str], code: str, method: str, path: str) -> None:

@@ -17,7 +17,14 @@ def test_the_scheduled_sweeper_voids_expired_reservations(table_name: str, monke
     caller = Caller("a" * 64, "trusted")
     _, reservation = services.free_tier.decide_and_reserve(caller, 60, "crashed")
     assert reservation is not None
-    event = {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.scheduler", "time": "2026-11-25T00:00:00Z", "detail": {}}
+    event = {
+        "version": "0",
+        "id": "1",
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "time": "2026-11-25T00:00:00Z",
+        "detail": {},
+    }
     loader = HandlerLoader(watch=False)
     assert loader.invoke("SweeperFunction", event) == {"reservations_voided": 0}
     time.sleep(1.1)

@@ -16,6 +16,7 @@ from timmy.clock import FixedClock
 from timmy.errors import InvalidInput, PayloadTooLarge
 from timmy.money import SATS_PER_BTC
 from timmy.pricing import (
+    Estimate,
     FixedPriceOracle,
     PricingConfig,
     PricingService,
@@ -87,6 +88,13 @@ def test_usage_above_the_estimate_is_capped_and_counted() -> None:
     assert isinstance(telemetry, LoggingTelemetry)
     assert telemetry.counts == {"TokenEstimateOverrun": 1}
     assert telemetry.warnings and telemetry.warnings[0][1]["output_tokens"] == 100_000
+
+
+def test_an_estimate_survives_storage_exactly() -> None:
+    estimate = make_pricing().estimate_request_cost("hello ⚡", "claude-opus-4-5", 1234)
+    stored = json.loads(json.dumps(estimate.as_dict()))
+    assert Estimate.from_dict(stored) == estimate
+    assert not any(isinstance(value, float) for value in stored.values())
 
 
 def test_usage_of_another_model_cannot_settle_an_estimate() -> None:

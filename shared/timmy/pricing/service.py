@@ -7,8 +7,10 @@ version applied them twice on the session path: see tests/unit/test_pricing.py's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Any
 
 from timmy.config import Settings
 from timmy.money import usd_to_sats
@@ -31,6 +33,29 @@ class Estimate:
     usd: Decimal  # the work fee, infra overhead and margin included
     sats: int
     btc_price_usd: Decimal
+
+    def as_dict(self) -> dict[str, str | int]:
+        """For storing with a job or a session (USD amounts as strings: never a float)."""
+        return {
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "usd": str(self.usd),
+            "sats": self.sats,
+            "btc_price_usd": str(self.btc_price_usd),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Estimate:
+        """The inverse of `as_dict` (what a worker reads back before settling)."""
+        return cls(
+            model=str(data["model"]),
+            input_tokens=int(data["input_tokens"]),
+            output_tokens=int(data["output_tokens"]),
+            usd=Decimal(str(data["usd"])),
+            sats=int(data["sats"]),
+            btc_price_usd=Decimal(str(data["btc_price_usd"])),
+        )
 
 
 @dataclass(frozen=True)

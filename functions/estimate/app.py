@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller
@@ -12,7 +13,8 @@ from timmy_http.estimate import EstimateAnswer, EstimateBody, PoolAnswer, check_
 
 app = create_app()
 
-_ERRORS: dict[int | str, Any] = {
+_ESTIMATE_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "the estimate", "content": {"application/json": {"model": EstimateAnswer}}},
     400: {"description": "invalid input: the message says what to fix"},
     401: {"description": "the credentials sent are invalid"},
     413: {"description": "the request is over the size limit or the model's context window"},
@@ -20,9 +22,7 @@ _ERRORS: dict[int | str, Any] = {
 }
 
 
-@app.get(
-    "/api/estimate", summary="Price a request (upper bound, in sats) without paying", responses={200: {"model": EstimateAnswer}, **_ERRORS}
-)
+@app.get("/api/estimate", summary="Price a request (upper bound, in sats) without paying", responses=_ESTIMATE_RESPONSES)
 def get_estimate(
     request: Annotated[str | None, Query(description="the text of the work to price")] = None,
     model: Annotated[str | None, Query(description="a catalogue model; the default model when absent")] = None,
@@ -34,7 +34,7 @@ def get_estimate(
     return estimate(request, model, max_output_tokens, caller)
 
 
-@app.post("/api/estimate", summary="Price a long request (JSON body) without paying", responses={200: {"model": EstimateAnswer}, **_ERRORS})
+@app.post("/api/estimate", summary="Price a long request (JSON body) without paying", responses=_ESTIMATE_RESPONSES)
 def post_estimate(body: Annotated[EstimateBody, Body()]) -> dict[str, Any]:
     caller = optional_caller(app, allow_query_token=True)
     return estimate(body.request, body.model, body.max_output_tokens, caller)

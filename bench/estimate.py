@@ -39,6 +39,7 @@ LAMBDA_ENV = {
     "POWERTOOLS_SERVICE_NAME": "timmy",
     "POWERTOOLS_METRICS_NAMESPACE": "Timmy",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "POWERTOOLS_TRACE_DISABLED": "true",  # template.yaml's default (parameter XRaySdkTracingDisabled)
     "TABLE_NAME": "timmy",
 }
 

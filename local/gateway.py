@@ -109,6 +109,10 @@ def build_event(
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
             continue
         merged[key] = f"{merged[key]},{value}" if key in merged else value
+    # Headers API Gateway adds itself; locally the scheme is plain http.
+    merged.setdefault("x-forwarded-proto", "http")
+    merged["x-forwarded-for"] = f"{merged['x-forwarded-for']}, {source_ip}" if "x-forwarded-for" in merged else source_ip
+    merged.setdefault("x-forwarded-port", merged.get("host", host).rsplit(":", 1)[-1] if ":" in merged.get("host", host) else "80")
     query: dict[str, str] = {}
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value

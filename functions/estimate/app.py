@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+from timmy.free_tier import PoolStatus
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller
-from timmy_http.estimate import EstimateAnswer, EstimateBody, PoolAnswer, check_query_encoding, estimate, pool
+from timmy_http.estimate import EstimateAnswer, EstimateBody, check_query_encoding, estimate, pool
 
 app = create_app()
 
@@ -41,7 +42,7 @@ def post_estimate(body: Annotated[EstimateBody, Body()]) -> dict[str, Any]:
 
 
 @app.get("/api/pool", summary="The generosity pool: balance, reservations, today's grants and credits")
-def get_pool() -> PoolAnswer:
+def get_pool() -> PoolStatus:
     return pool()
 
 

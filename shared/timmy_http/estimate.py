@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from timmy.errors import InvalidInput
+from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
 from timmy_http.services import services
 
@@ -59,16 +60,6 @@ class EstimateAnswer(BaseModel):
     identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
 
 
-class PoolAnswer(BaseModel):
-    balance_sats: int
-    available_sats: int
-    reserved_sats: int
-    absorbed_today_sats: int
-    grants_today: int
-    credited_today_sats: int
-    daily_budgets: dict[str, int]
-
-
 def check_query_encoding(raw_query: str) -> None:
     """A 400 when a percent-encoded query value is not UTF-8 (API Gateway passes such bytes on)."""
     for part in raw_query.split("&"):
@@ -104,15 +95,6 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
     return answer.model_dump(exclude_none=True)
 
 
-def pool() -> PoolAnswer:
+def pool() -> PoolStatus:
     """The public view of the generosity pool."""
-    status = services().free_tier.pool_status()
-    return PoolAnswer(
-        balance_sats=status.balance_sats,
-        available_sats=status.available_sats,
-        reserved_sats=status.reserved_sats,
-        absorbed_today_sats=status.absorbed_today_sats,
-        grants_today=status.grants_today,
-        credited_today_sats=status.credited_today_sats,
-        daily_budgets=status.daily_budgets,
-    )
+    return services().free_tier.pool_status()

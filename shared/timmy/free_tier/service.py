@@ -20,6 +20,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
@@ -92,18 +94,21 @@ class Grant:
     day: str
 
 
-@dataclass(frozen=True)
-class PoolStatus:
-    balance_sats: int
-    available_sats: int
-    reserved_sats: int
-    absorbed_today_sats: int
+class PoolStatus(BaseModel):
+    """The generosity pool as `GET /api/pool` shows it (also its response model)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    balance_sats: int = Field(description="posted sats in the pool")
+    available_sats: int = Field(description="balance less the sats held by open reservations")
+    reserved_sats: int = Field(description="sats held by open reservations")
+    absorbed_today_sats: int = Field(description="sats the pool paid for work today (UTC)")
     grants_today: int
-    credited_today_sats: int
-    daily_budgets: dict[str, int]
+    credited_today_sats: int = Field(description="sats credited from paid work today (UTC)")
+    daily_budgets: dict[str, int] = Field(description="each tier's daily subsidy budget in sats")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,31 @@ class Keys:
 def encode_nip98_header(event: dict[str, Any]) -> str:
     """`Nostr <base64 of the event's JSON>`."""
     return "Nostr " + base64.b64encode(json.dumps(event, separators=(",", ":")).encode()).decode()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """A command line for trying the API with curl:
+
+    python -m timmy.identity.signer keygen
+    python -m timmy.identity.signer header --nsec NSEC --url URL [--method POST] [--body JSON]
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m timmy.identity.signer", description="Nostr keys and NIP-98 headers for Timmy.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("keygen", help="print a new key pair (nsec, npub, hex pubkey)")
+    header = commands.add_parser("header", help="print an Authorization header value for one request")
+    header.add_argument("--nsec", required=True, help="the secret key, nsec or hex")
+    header.add_argument("--url", required=True, help="the absolute URL, query string included")
+    header.add_argument("--method", default="GET")
+    header.add_argument("--body", default="", help="the exact body that will be sent")
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        keys = Keys.generate()
+        print(f"nsec   {keys.nsec}\nnpub   {keys.npub}\npubkey {keys.pubkey}")
+    else:
+        print(Keys.from_secret(args.nsec).nip98_header(args.url, args.method, args.body.encode()))
+
+
+if __name__ == "__main__":
+    main()

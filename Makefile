@@ -16,7 +16,7 @@ install: $(DEPS_STAMP) $(JAR) $(SAM_STAMP)
 
 $(DEPS_STAMP): requirements-dev.txt shared/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install -qq --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 $(JAR): package.json package-lock.json
@@ -25,7 +25,7 @@ $(JAR): package.json package-lock.json
 
 $(SAM_STAMP):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	@$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	@$(SAM_VENV)/bin/python -m pip install -qq --disable-pip-version-check aws-sam-cli==1.170.0
 	@touch $@
 
 run: $(DEPS_STAMP) $(JAR)

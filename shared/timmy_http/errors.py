@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from timmy.errors import TimmyError
 from timmy_http.observability import logger, metrics
@@ -68,6 +69,13 @@ def register_error_handlers(app: APIGatewayHttpResolver, known_routes: Any = Non
                 headers={"Allow": ", ".join(sorted(allowed))},
             )
         return error_response(404, "not_found", f"no route {method} {path}")
+
+    @app.exception_handler([BotoCoreError, ClientError])
+    def _dependency_down(error: Exception) -> Response:
+        # DynamoDB, SQS or Secrets Manager refused or did not answer: the caller may retry.
+        logger.exception("AWS dependency failed", extra={"error_type": type(error).__name__})
+        metrics.add_metric(name="DependencyUnavailable", unit="Count", value=1)
+        return error_response(503, "dependency_unavailable", "a storage or queue service did not answer; retry shortly")
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:

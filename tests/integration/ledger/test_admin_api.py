@@ -88,3 +88,13 @@ def test_a_topup_that_is_not_json_is_400(api: ApiClient) -> None:
         answer = api.post("/api/admin/pool/topup", body=raw, headers=ADMIN)
         assert answer.status == 400, raw
     assert api.get("/api/pool").json["balance_sats"] == 10_000
+
+
+def test_a_store_that_does_not_answer_is_a_503_in_the_error_shape(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from timmy_http.services import reset_services
+
+    monkeypatch.setenv("TABLE_NAME", "timmy-no-such-table")
+    reset_services()
+    for answer in (api.get("/api/pool"), api.get("/api/admin/audit", headers=ADMIN)):
+        assert (answer.status, answer.error_code) == (503, "dependency_unavailable")
+        assert "Traceback" not in answer.body.decode()

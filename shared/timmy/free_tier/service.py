@@ -27,7 +27,7 @@ from timmy.config import Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
 from timmy.free_tier.decision import Decision, decide_from
 from timmy.identity.caller import Caller
-from timmy.ledger import Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
+from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, transfer_key
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class FreeTierService:
             except ConditionFailed as failed:
                 if f"transfer:credit:{charge_transfer_id}" not in failed.labels:
                     raise
-                existing = self.ledger.pending(f"credit:{charge_transfer_id}")
+                existing = self.ledger.require_transfer(f"credit:{charge_transfer_id}")
                 if existing.amount_sats != amount:
                     raise AlreadyApplied(f"the pool credit of {charge_transfer_id} was booked for another amount") from None
         return amount
@@ -304,7 +304,7 @@ class FreeTierService:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
             if f"transfer:{transfer_id}" in failed.labels:
-                return Reservation.from_transfer(self.ledger.pending(transfer_id))
+                return Reservation.from_transfer(self.ledger.require_transfer(transfer_id))
             return None
         return Reservation.from_transfer(transfer)
 
@@ -341,12 +341,12 @@ class FreeTierService:
             self.ledger.commit(batch)
         except ConditionFailed:
             # Another settlement (or the sweeper) resolved the hold first: answer what it did.
-            return self._settled(self.ledger.pending(transfer_id), actual_absorbed)
+            return self._settled(self.ledger.require_transfer(transfer_id), actual_absorbed)
         return self._grant(hold, actual_absorbed)
 
     def release_reservation(self, pubkey: str, request_hash: str) -> None:
         """Void the hold of work that failed: pool and budget get all of it back. Idempotent."""
-        hold = self.ledger.pending(subsidy_transfer_id(pubkey, request_hash))
+        hold = self.ledger.require_transfer(subsidy_transfer_id(pubkey, request_hash))
         if hold.state is TransferState.POSTED:
             raise Conflict("the reservation was already settled by a grant", code="reservation_settled")
         if hold.state is TransferState.PENDING:
@@ -435,9 +435,7 @@ class FreeTierService:
         return items
 
     @staticmethod
-    def _pool(items: dict[tuple[str, str], dict[str, Any]]) -> Any:
-        from timmy.ledger import Account
-
+    def _pool(items: dict[tuple[str, str], dict[str, Any]]) -> Account:
         return Account.from_item(items.get(account_key(POOL)), POOL)
 
 

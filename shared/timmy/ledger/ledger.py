@@ -123,6 +123,8 @@ class Batch:
             raise InvalidInput(f"a transfer id has 1 to {TRANSFER_ID_LENGTH_MAX} characters")
         if debit == credit:
             raise InvalidInput("a transfer needs two different accounts")
+        if clashing := set(meta) & Transfer.CORE_ATTRIBUTES:
+            raise ValueError(f"meta may not overwrite a transfer's own attributes: {sorted(clashing)}")
         if not isinstance(amount_sats, int) or isinstance(amount_sats, bool) or amount_sats < 0:
             raise InvalidInput(f"a transfer moves a whole, non-negative number of sats, not {amount_sats!r}")
         transfer = Transfer(transfer_id, debit, credit, amount_sats, code, state, self.now, expires_at=expires_at, meta=meta)
@@ -308,7 +310,8 @@ class Ledger:
         accounts = [label.split(":", 1)[1] for label in failed.labels if label.startswith("account:")]
         raise InsufficientFunds(f"not enough sats available in {', '.join(accounts) or 'the ledger'}")
 
-    def pending(self, transfer_id: str) -> Transfer:
+    def require_transfer(self, transfer_id: str) -> Transfer:
+        """The transfer `transfer_id`, or NotFound."""
         transfer = self.transfer(transfer_id)
         if transfer is None:
             raise NotFound(f"no transfer {transfer_id}")

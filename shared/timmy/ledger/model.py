@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 # --- accounts -----------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class Transfer:
     def pending_sats(self) -> int:
         return self.amount_sats if self.state is TransferState.PENDING else 0
 
-    _FIELDS = frozenset(
+    CORE_ATTRIBUTES: ClassVar[frozenset[str]] = frozenset(
         {"pk", "sk", "type", "transfer_id", "debit_account_id", "credit_account_id", "amount_sats", "code", "state"}
         | {"created_at", "posted_sats", "expires_at", "resolved_at", "gsi1pk", "gsi1sk", "ttl"}
     )
@@ -151,7 +151,7 @@ class Transfer:
             posted_sats=item.get("posted_sats"),
             expires_at=float(item["expires_at"]) if item.get("expires_at") is not None else None,
             resolved_at=float(item["resolved_at"]) if item.get("resolved_at") is not None else None,
-            meta={k: v for k, v in item.items() if k not in cls._FIELDS},
+            meta={k: v for k, v in item.items() if k not in cls.CORE_ATTRIBUTES},
         )
 
     def same_request(self, other: Transfer) -> bool:

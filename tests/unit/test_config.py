@@ -1,0 +1,25 @@
+"""Settings come from the environment once: names upper-cased, values validated, the rest ignored."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from timmy.config import Settings
+
+
+def test_environment_variables_set_the_fields_they_name() -> None:
+    settings = Settings.from_environment({"POOL_SEED_SATS": "500", "FIXED_BTC_PRICE_USD": "65000.5", "TABLE_NAME": "t", "PATH": "/bin"})
+    assert (settings.pool_seed_sats, settings.fixed_btc_price_usd, settings.table_name) == (500, Decimal("65000.5"), "t")
+    assert settings.free_tier_budget_trusted == 200  # the contract's default
+
+
+@pytest.mark.parametrize(
+    "environ", [{"POOL_SEED_SATS": "-1"}, {"POOL_CREDIT_PCT": "101"}, {"PRICE_SOURCE": "guess"}, {"POOL_SEED_SATS": "ten"}]
+)
+def test_a_bad_value_stops_the_cold_start_with_its_name(environ: dict[str, str]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environment(environ)
+    assert next(iter(environ)).lower() in str(refused.value)

@@ -80,7 +80,7 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
     pricing = services().pricing
     text = pricing.config.limits.check_request(request)
     quote = pricing.estimate_request_cost(text, model, max_output_tokens)
-    pool = services().free_tier.pool_status()
+    decision, pool = services().free_tier.outlook(caller, quote.sats)
     answer = EstimateAnswer(
         estimated_sats=quote.sats,
         btc_price_usd=str(quote.btc_price_usd),
@@ -89,7 +89,6 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
         pool=PoolSummary(balance_sats=pool.balance_sats, daily_budgets=pool.daily_budgets),
     )
     if caller is not None:
-        decision = services().free_tier.decide(caller, quote.sats)
         free_tier = FreeTierView(serve=decision.serve, absorb_sats=decision.absorb_sats, charge_sats=decision.charge_sats)
         answer.identity = IdentityView(pubkey=caller.pubkey, tier=decision.tier, free_tier=free_tier)
     return answer.model_dump(exclude_none=True)

@@ -148,7 +148,22 @@ class FreeTierService:
 
     def pool_status(self) -> PoolStatus:
         day = utc_day(self.clock.now())
-        items = self._read_seeded([account_key(POOL), pool_stats_key(day)])
+        return self._pool_status(self._read_seeded([account_key(POOL), pool_stats_key(day)]), day)
+
+    def outlook(self, caller: Caller | None, estimated_sats: int) -> tuple[Decision, PoolStatus]:
+        """The advisory decision and the pool in one round trip (the estimate route). Debits nothing."""
+        day = utc_day(self.clock.now())
+        keys = [account_key(POOL), pool_stats_key(day)]
+        if caller is not None and not caller.blocked:
+            keys.append(budget_day_key(caller.pubkey, day))
+        items = self._read_seeded(keys)
+        status = self._pool_status(items, day)
+        if caller is None or caller.blocked:
+            return decide_from(caller, estimated_sats, 0, 0, 0), status
+        used = items.get(keys[2], {}).get("used_sats", 0)
+        return decide_from(caller, estimated_sats, self.settings.daily_budget_sats(caller.tier), used, status.available_sats), status
+
+    def _pool_status(self, items: dict[tuple[str, str], dict[str, Any]], day: str) -> PoolStatus:
         pool = self._pool(items)
         stats = items.get(pool_stats_key(day), {})
         return PoolStatus(
@@ -202,8 +217,7 @@ class FreeTierService:
 
     def decide(self, caller: Caller | None, estimated_sats: int) -> Decision:
         """The advisory decision (contract section 3): reads, debits nothing."""
-        decision, _ = self._decide(caller, estimated_sats, None)
-        return decision
+        return self.outlook(caller, estimated_sats)[0]
 
     def decide_and_reserve(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
         """Decide, and when the answer is free reserve pool and budget atomically at once.
@@ -243,19 +257,18 @@ class FreeTierService:
                 return reservation
         return None
 
-    def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str | None) -> tuple[Decision, Reservation | None]:
-        """One round trip: the pool, the caller's day counter and (for a reservation) its hold."""
+    def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
+        """One round trip: the pool, the caller's day counter, and the request's hold if it has one
+        already (a retry after a lost answer gets that hold back instead of a second one)."""
         if caller is None or caller.blocked:
             return decide_from(caller, estimated_sats, 0, 0, 0), None
         day = utc_day(self.clock.now())
         budget = self.settings.daily_budget_sats(caller.tier)
-        keys = [account_key(POOL), budget_day_key(caller.pubkey, day)]
-        if request_hash is not None:
-            keys.append(transfer_key(subsidy_transfer_id(caller.pubkey, request_hash)))
-        items = self._read_seeded(keys)
-        if request_hash is not None and (held := items.get(keys[2])) is not None:
+        day_key, hold_key = budget_day_key(caller.pubkey, day), transfer_key(subsidy_transfer_id(caller.pubkey, request_hash))
+        items = self._read_seeded([account_key(POOL), day_key, hold_key])
+        if (held := items.get(hold_key)) is not None:
             return decide_from(caller, estimated_sats, budget, 0, 0), Reservation.from_transfer(Transfer.from_item(held))
-        used = items.get(keys[1], {}).get("used_sats", 0)
+        used = items.get(day_key, {}).get("used_sats", 0)
         return decide_from(caller, estimated_sats, budget, used, self._pool(items).available_sats), None
 
     def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int) -> Reservation | None:

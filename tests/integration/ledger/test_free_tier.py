@@ -184,3 +184,13 @@ def test_the_day_is_the_utc_day_of_the_reservation(free_tier: FreeTierService, c
     assert free_tier.decide(ESTABLISHED, 50).serve == "free"
     free_tier.record_grant(ESTABLISHED.pubkey, "before-midnight", 50, 50)
     assert free_tier.usage_today(ESTABLISHED.pubkey, "established").absorbed_sats == 0
+
+
+def test_the_outlook_is_decide_and_pool_status_in_one_round_trip(free_tier: FreeTierService, store: DynamoStore) -> None:
+    free_tier.decide_and_reserve(ESTABLISHED, 30, "earlier")
+    calls_before = store.usage.calls
+    decision, status = free_tier.outlook(ESTABLISHED, 40)
+    assert store.usage.calls - calls_before == 1
+    assert decision == free_tier.decide(ESTABLISHED, 40) and (decision.serve, decision.absorb_sats) == ("partial", 20)
+    assert status == free_tier.pool_status() and status.reserved_sats == 30
+    assert free_tier.outlook(None, 40)[0].serve == "gate"

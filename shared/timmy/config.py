@@ -56,7 +56,7 @@ class Settings(BaseModel):
     # --- the generosity pool and free tier -----------------------------------------------
     pool_seed_sats: int = Field(default=10_000, ge=0)
     pool_credit_pct: int = Field(default=10, ge=0, le=100)
-    reservation_ttl_seconds: int = Field(default=600, gt=0)
+    reservation_ttl_seconds: int = Field(default=1_800, gt=0)  # > the work queue's whole redelivery span (tested)
     free_tier_budget_new: int = Field(default=0, ge=0)
     free_tier_budget_established: int = Field(default=50, ge=0)
     free_tier_budget_trusted: int = Field(default=200, ge=0)

@@ -23,3 +23,15 @@ def test_a_bad_value_stops_the_cold_start_with_its_name(environ: dict[str, str])
     with pytest.raises(ValidationError) as refused:
         Settings.from_environment(environ)
     assert next(iter(environ)).lower() in str(refused.value)
+
+
+def test_a_reservation_outlives_every_delivery_of_its_work() -> None:
+    """The sweeper must not void a hold while the work queue may still (re)deliver its work: the
+    last delivery starts after (receives - 1) visibility timeouts and runs for the worker's timeout."""
+    from local.template import load_template
+
+    resources = load_template()["Resources"]
+    queue = resources["WorkQueue"]["Properties"]
+    worker_timeout_seconds = resources["WorkerFunction"]["Properties"]["Timeout"]
+    last_delivery_ends = (queue["RedrivePolicy"]["maxReceiveCount"] - 1) * queue["VisibilityTimeout"] + worker_timeout_seconds
+    assert Settings().reservation_ttl_seconds > last_delivery_ends

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
-from timmy.free_tier.decision import Decision, decide_from
+from timmy.free_tier.decision import Decision, Serve, decide_from
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, transfer_key
@@ -224,18 +224,19 @@ class FreeTierService:
 
         A lost race (a condition failed) decides again on fresh data, at most
         RESERVE_ATTEMPTS_MAX times; the answer may drop to partial or gate, never overdraw.
-        A retry of a request already reserved returns its reservation.
+        A retry of a request whose hold is still pending gets that hold back (see `_replayed_hold`).
         """
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
-            decision, existing = self._decide(caller, estimated_sats, request_hash)
-            if existing is not None:
-                return Decision(
-                    "free", existing.amount_sats, estimated_sats - existing.amount_sats, decision.tier, "already reserved"
-                ), existing
+            decision, held = self._decide(caller, estimated_sats, request_hash)
+            if held is not None:
+                replayed = self._replayed_hold(held, estimated_sats)
+                serve: Serve = "free" if replayed.amount_sats == estimated_sats else "partial"
+                charge_sats = estimated_sats - replayed.amount_sats
+                return Decision(serve, replayed.amount_sats, charge_sats, decision.tier, "already reserved"), replayed
             if decision.serve != "free":
                 return decision, None
             assert caller is not None
-            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats)
+            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats, estimated_sats)
             if reservation is not None:
                 return decision, reservation
         tier = caller.tier if caller else "new"
@@ -247,17 +248,34 @@ class FreeTierService:
         if amount_sats <= 0:
             raise InvalidInput("a partial grant reserves at least 1 sat")
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
-            decision, existing = self._decide(caller, amount_sats, request_hash)
-            if existing is not None:
-                return existing
+            decision, held = self._decide(caller, amount_sats, request_hash)
+            if held is not None:
+                return self._replayed_hold(held, amount_sats)
             if decision.absorb_sats == 0:
                 return None
-            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats)
+            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats, amount_sats)
             if reservation is not None:
                 return reservation
         return None
 
-    def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
+    @staticmethod
+    def _replayed_hold(held: Transfer, amount_sats_max: int) -> Reservation:
+        """A request id holds once: a retry while its hold is pending gets the same hold back.
+
+        A hold already settled or voided is never handed out again (the work was paid for, or its
+        reservation expired): the caller must use a new request id.
+        """
+        if held.state is not TransferState.PENDING:
+            raise Conflict(
+                f"request {held.meta['request_hash']} was already settled or expired; use a new request id", code="request_already_settled"
+            )
+        if held.amount_sats > amount_sats_max:
+            raise AlreadyApplied(
+                f"request {held.meta['request_hash']} already holds {held.amount_sats} sats, more than the {amount_sats_max} asked now"
+            )
+        return Reservation.from_transfer(held)
+
+    def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Transfer | None]:
         """One round trip: the pool, the caller's day counter, and the request's hold if it has one
         already (a retry after a lost answer gets that hold back instead of a second one)."""
         if caller is None or caller.blocked:
@@ -267,11 +285,11 @@ class FreeTierService:
         day_key, hold_key = budget_day_key(caller.pubkey, day), transfer_key(subsidy_transfer_id(caller.pubkey, request_hash))
         items = self._read_seeded([account_key(POOL), day_key, hold_key])
         if (held := items.get(hold_key)) is not None:
-            return decide_from(caller, estimated_sats, budget, 0, 0), Reservation.from_transfer(Transfer.from_item(held))
+            return decide_from(caller, estimated_sats, budget, 0, 0), Transfer.from_item(held)
         used = items.get(day_key, {}).get("used_sats", 0)
         return decide_from(caller, estimated_sats, budget, used, self._pool(items).available_sats), None
 
-    def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int) -> Reservation | None:
+    def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int, asked_sats: int) -> Reservation | None:
         """One attempt at the atomic hold; None when a limit moved under us (decide again)."""
         now = self.clock.now()
         day = utc_day(now)
@@ -316,8 +334,8 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{transfer_id}" in failed.labels:
-                return Reservation.from_transfer(self.ledger.require_transfer(transfer_id))
+            if f"transfer:{transfer_id}" in failed.labels:  # a concurrent twin of this request won
+                return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats)
             return None
         return Reservation.from_transfer(transfer)
 

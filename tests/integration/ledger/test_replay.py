@@ -9,7 +9,7 @@ import pytest
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import Settings
-from timmy.errors import AlreadyApplied
+from timmy.errors import AlreadyApplied, Conflict
 from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
 from timmy.ledger import Ledger
@@ -100,3 +100,36 @@ def test_a_lost_answer_on_a_plain_transfer_is_recognised(service: FreeTierServic
     with pytest.raises(AlreadyApplied):
         ledger.create_transfer("t-1", OPERATOR_EQUITY, POOL, 11, "pool_topup")
     assert ledger.account(POOL).posted_balance_sats == 1_010
+
+
+def test_a_settled_request_id_is_never_served_free_again(service: FreeTierService) -> None:
+    service.decide_and_reserve(CALLER, 40, "req-1")
+    service.record_grant(CALLER.pubkey, "req-1", 40, 40)
+    with pytest.raises(Conflict) as refused:
+        service.decide_and_reserve(CALLER, 40, "req-1")
+    assert refused.value.code == "request_already_settled"
+    with pytest.raises(Conflict):
+        service.reserve_partial_grant(CALLER, "req-1", 40)
+    assert service.pool_status().balance_sats == 960
+
+
+def test_a_request_id_whose_hold_expired_is_not_handed_out_again(service: FreeTierService, clock: FixedClock) -> None:
+    service.decide_and_reserve(CALLER, 40, "req-1")
+    clock.advance(service.settings.reservation_ttl_seconds + 1)
+    assert service.sweep() == 1
+    with pytest.raises(Conflict):
+        service.decide_and_reserve(CALLER, 40, "req-1")
+    assert service.pool_status().reserved_sats == 0
+
+
+def test_a_retry_gets_its_pending_hold_only_for_at_least_what_it_holds(service: FreeTierService) -> None:
+    partial = service.reserve_partial_grant(CALLER, "job-1", 30)
+    assert partial is not None and partial.amount_sats == 30
+    decision, again = service.decide_and_reserve(CALLER, 100, "job-1")
+    assert again == partial and (decision.serve, decision.absorb_sats, decision.charge_sats) == ("partial", 30, 70)
+    assert service.reserve_partial_grant(CALLER, "job-1", 30) == partial
+    with pytest.raises(AlreadyApplied):
+        service.decide_and_reserve(CALLER, 10, "job-1")  # would be a negative charge
+    with pytest.raises(AlreadyApplied):
+        service.reserve_partial_grant(CALLER, "job-1", 5)
+    assert service.pool_status().reserved_sats == 30

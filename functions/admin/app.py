@@ -13,7 +13,7 @@ from timmy.errors import InvalidInput
 from timmy.ledger.invariants import audit_store
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.auth import require_admin
-from timmy_http.idempotency import idempotent
+from timmy_http.idempotency import idempotent, ledger_id
 from timmy_http.services import services
 
 app = create_app()
@@ -37,7 +37,9 @@ def audit() -> dict[str, Any]:
 @app.post("/api/admin/pool/topup", summary="Donate sats from operator equity to the generosity pool")
 def pool_topup(body: PoolTopup) -> Any:
     def compute() -> Any:
-        transfer = services().free_tier.topup(body.amount_sats, body.note)
+        # With an Idempotency-Key the ledger is idempotent too: a retry after a failure that lost
+        # the stored answer finds the same transfer instead of booking a second one.
+        transfer = services().free_tier.topup(body.amount_sats, body.note, transfer_id=ledger_id(app, "topup"))
         return _json(
             200,
             {

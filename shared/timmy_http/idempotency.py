@@ -61,6 +61,13 @@ def _executor() -> Callable[..., dict[str, Any]]:
     return _execute
 
 
+def ledger_id(app: APIGatewayHttpResolver, scope: str) -> str | None:
+    """A ledger transfer id derived from the request's Idempotency-Key (None without one), so the
+    ledger refuses a second booking even when the stored answer was lost."""
+    key = app.current_event.headers.get("idempotency-key")
+    return f"{scope}:{hashlib.sha256(key.encode()).hexdigest()[:40]}" if key else None
+
+
 def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Response]) -> Response:
     """Run `compute` once per `Idempotency-Key` (if the caller sent one) and replay its answer."""
     key = app.current_event.headers.get("idempotency-key")

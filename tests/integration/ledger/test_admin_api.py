@@ -98,3 +98,27 @@ def test_a_store_that_does_not_answer_is_a_503_in_the_error_shape(api: ApiClient
     for answer in (api.get("/api/pool"), api.get("/api/admin/audit", headers=ADMIN)):
         assert (answer.status, answer.error_code) == (503, "dependency_unavailable")
         assert "Traceback" not in answer.body.decode()
+
+
+def test_a_topup_whose_answer_failed_after_booking_is_not_booked_twice(
+    api: ApiClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    real_status = services.free_tier.pool_status
+    calls = {"n": 0}
+
+    def flaky_status() -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the read after the booking: the answer is lost, Powertools forgets the key
+            raise EndpointConnectionError(endpoint_url="http://dynamodb")
+        return real_status()
+
+    monkeypatch.setattr(services.free_tier, "pool_status", flaky_status)
+    headers = {**ADMIN, "idempotency-key": "donation-7"}
+    assert api.get("/api/pool").json["balance_sats"] == 10_000
+    assert api.post("/api/admin/pool/topup", json_body={"amount_sats": 500}, headers=headers).status == 503
+    retry = api.post("/api/admin/pool/topup", json_body={"amount_sats": 500}, headers=headers)
+    assert retry.status == 200 and retry.json["pool"]["balance_sats"] == 10_500
+    conflicting = api.post("/api/admin/pool/topup", json_body={"amount_sats": 501}, headers=headers)
+    assert conflicting.status == 409

@@ -14,8 +14,8 @@ from coincurve import PublicKeyXOnly
 
 from timmy.errors import InvalidInput
 
-HEX32 = re.compile(r"^[0-9a-f]{64}$")
-HEX64 = re.compile(r"^[0-9a-f]{128}$")
+HEX32 = re.compile(r"\A[0-9a-f]{64}\Z")  # \Z: "$" would accept a trailing newline
+HEX64 = re.compile(r"\A[0-9a-f]{128}\Z")
 NPUB_PREFIX = "npub"
 NSEC_PREFIX = "nsec"
 BECH32_LENGTH_MAX = 90  # NIP-19 keys are 63 characters; bech32's own limit is 90

@@ -10,19 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from timmy_http.observability import logger, metrics, tracer
 from timmy_http.services import services
 
-SWEEP_ROUNDS_MAX = 20  # 20 × 100 holds per invocation, well inside the function's timeout
-
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    voided = 0
-    for _round in range(SWEEP_ROUNDS_MAX):
-        swept = services().free_tier.sweep()
-        voided += swept
-        if swept == 0:
-            break
+    voided = services().free_tier.sweep()
     metrics.add_metric(name="ReservationsVoided", unit="Count", value=voided)
     logger.info("sweep done", extra={"reservations_voided": voided})
     return {"reservations_voided": voided}

@@ -101,9 +101,5 @@ class TransactionCancelled(Exception):
         super().__init__(f"transaction cancelled: {reasons}")
         self.reasons = reasons
 
-    @property
-    def conflict(self) -> bool:
-        return any(r in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded") for r in self.reasons)
-
     def failed(self, index: int) -> bool:
         return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"

@@ -22,7 +22,6 @@ from botocore.exceptions import ClientError
 
 from timmy.errors import TransactionCancelled
 
-TRANSACT_ITEMS_MAX = 100  # DynamoDB's limit on actions in one TransactWriteItems
 BATCH_GET_MAX = 100
 
 _serializer = TypeSerializer()
@@ -165,8 +164,6 @@ class DynamoStore:
         Items, keys and expression values are plain Python; the table name is filled in. Raises
         `TransactionCancelled` with one reason per action (None where that action was fine).
         """
-        if not actions or len(actions) > TRANSACT_ITEMS_MAX:
-            raise ValueError(f"a transaction holds 1..{TRANSACT_ITEMS_MAX} actions, not {len(actions)}")
         items = [self._transact_action(action) for action in actions]
         try:
             response = self.client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")

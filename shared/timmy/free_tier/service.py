@@ -33,7 +33,8 @@ from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_
 logger = logging.getLogger(__name__)
 
 RESERVE_ATTEMPTS_MAX = 4  # decide again on fresh data at most this often after a lost race
-SWEEP_BATCH_MAX = 100
+SWEEP_PAGE_SIZE = 100
+SWEEP_PAGES_MAX = 20  # 2,000 holds per run, well inside the sweeper's timeout
 POOL_SEED_TRANSFER_ID = "pool-seed"
 REQUEST_HASH_LENGTH_MAX = 128
 
@@ -309,28 +310,7 @@ class FreeTierService:
             day=day,
             budget_sats=budget,
         )
-        pk, sk = budget_day_key(caller.pubkey, day)
-        batch.add(
-            f"budget:{caller.pubkey}:{day}",
-            {
-                "Update": {
-                    "Key": {"pk": pk, "sk": sk},
-                    "UpdateExpression": "ADD reserved_sats :amount, used_sats :amount, absorbed_sats :zero SET budget_sats = :budget, pubkey = :pubkey, #day = :day, #type = :type",
-                    # The daily budget, next to the debit it guards: absorbed + reserved ≤ budget.
-                    "ConditionExpression": "attribute_not_exists(used_sats) OR used_sats <= :room",
-                    "ExpressionAttributeNames": {"#day": "day", "#type": "type"},
-                    "ExpressionAttributeValues": {
-                        ":amount": amount_sats,
-                        ":zero": 0,
-                        ":budget": budget,
-                        ":room": budget - amount_sats,
-                        ":pubkey": caller.pubkey,
-                        ":day": day,
-                        ":type": "budget_day",
-                    },
-                }
-            },
-        )
+        batch.add(f"budget:{caller.pubkey}:{day}", _budget_update(caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget))
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
@@ -359,7 +339,8 @@ class FreeTierService:
         if hold.state is not TransferState.PENDING:
             return self._settled(hold, actual_absorbed)
         if actual_absorbed == 0:
-            self._release(hold)
+            if not self._release(hold):  # resolved meanwhile: answer what happened to it
+                return self._settled(self.ledger.require_transfer(transfer_id), 0)
             return self._grant(hold, 0)
         batch = self.ledger.batch()
         batch.post(hold, actual_absorbed)
@@ -383,12 +364,18 @@ class FreeTierService:
         if hold.state is TransferState.PENDING:
             self._release(hold)
 
-    def sweep(self, limit: int = SWEEP_BATCH_MAX) -> int:
-        """Void holds past their expiry (a crashed worker strands nothing); answers how many."""
+    def sweep(self, page_size: int = SWEEP_PAGE_SIZE, pages_max: int = SWEEP_PAGES_MAX) -> int:
+        """Void holds past their expiry (a crashed worker strands nothing); answers how many.
+
+        Reads the pending index page by page until a page is not full (a page of holds already
+        resolved but still in the lagging index voids nothing and does not stop the sweep).
+        """
         voided = 0
-        for hold in self.ledger.expired_pending(self.clock.now(), limit):
-            if self._release(hold):
-                voided += 1
+        for _page in range(pages_max):
+            expired = self.ledger.expired_pending(self.clock.now(), page_size)
+            voided += sum(self._release(hold) for hold in expired)
+            if len(expired) < page_size:
+                break
         return voided
 
     def _release(self, hold: Transfer) -> bool:
@@ -459,10 +446,16 @@ class FreeTierService:
     # --- helpers -------------------------------------------------------------------------
 
     def _read_seeded(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        items = self.ledger.read(keys)
-        if account_key(POOL) not in items and not self._seeded:
+        """Read `keys`; the first read of a cold start also looks for the seed transfer (not the
+        pool account, which a credit may have created first) and seeds the pool if it is missing."""
+        if self._seeded:
+            return self.ledger.read(keys)
+        seed_key = transfer_key(POOL_SEED_TRANSFER_ID)
+        items = self.ledger.read([*keys, seed_key])
+        if items.pop(seed_key, None) is None:
             self.ensure_seeded()
-            items = self.ledger.read(keys)
+            return self.ledger.read(keys)
+        self._seeded = True
         return items
 
     @staticmethod
@@ -470,17 +463,36 @@ class FreeTierService:
         return Account.from_item(items.get(account_key(POOL)), POOL)
 
 
-def _budget_update(pubkey: str, day: str, *, reserved: int, absorbed: int) -> dict[str, Any]:
-    """Move an identity's day counter; `used_sats` stays absorbed + reserved."""
+def _budget_update(pubkey: str, day: str, *, reserved: int, absorbed: int, budget_sats: int | None = None) -> dict[str, Any]:
+    """Move an identity's day counter; `used_sats` stays absorbed + reserved.
+
+    With `budget_sats` (a new reservation) the daily budget is the condition, next to the debit
+    it guards: absorbed + reserved ≤ budget after the update, for the day's first hold too.
+    Otherwise (settling or releasing) the counter must exist.
+    """
     pk, sk = budget_day_key(pubkey, day)
-    return {
-        "Update": {
-            "Key": {"pk": pk, "sk": sk},
-            "UpdateExpression": "ADD reserved_sats :reserved, absorbed_sats :absorbed, used_sats :used",
-            "ConditionExpression": "attribute_exists(pk)",
-            "ExpressionAttributeValues": {":reserved": reserved, ":absorbed": absorbed, ":used": reserved + absorbed},
-        }
+    values: dict[str, Any] = {":reserved": reserved, ":absorbed": absorbed, ":used": reserved + absorbed}
+    update: dict[str, Any] = {
+        "Key": {"pk": pk, "sk": sk},
+        "UpdateExpression": "ADD reserved_sats :reserved, absorbed_sats :absorbed, used_sats :used",
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeValues": values,
     }
+    if budget_sats is not None:
+        update["UpdateExpression"] += " SET budget_sats = :budget, pubkey = :pubkey, #day = :day, #type = :type"
+        update["ConditionExpression"] = "(attribute_not_exists(used_sats) AND :room >= :zero) OR used_sats <= :room"
+        update["ExpressionAttributeNames"] = {"#day": "day", "#type": "type"}
+        values.update(
+            {
+                ":budget": budget_sats,
+                ":room": budget_sats - reserved - absorbed,
+                ":zero": 0,
+                ":pubkey": pubkey,
+                ":day": day,
+                ":type": "budget_day",
+            }
+        )
+    return {"Update": update}
 
 
 def _count_pool_stats(batch: Batch, day: str, **deltas: int) -> None:

@@ -33,6 +33,8 @@ TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
 CONFLICT_RETRIES_MAX = 6
 CONFLICT_BACKOFF_SECONDS_BASE = 0.005
 TRANSFER_ID_LENGTH_MAX = 200
+# Cancellation reasons that a retry may clear (contention), besides None for the actions that were fine.
+RETRYABLE_REASONS = frozenset({None, "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class ConditionFailed(Exception):
@@ -185,7 +187,17 @@ class Batch:
         counter_actions = [
             (f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())
         ]
-        return self._actions + account_actions + counter_actions
+        labelled = self._actions + account_actions + counter_actions
+        keys = [_item_key(action) for _, action in labelled]
+        if len(set(keys)) != len(keys):  # DynamoDB refuses an item twice in one transaction
+            raise ValueError(f"a transaction names an item twice: {sorted(k for k in keys if keys.count(k) > 1)}")
+        return labelled
+
+
+def _item_key(action: dict[str, Any]) -> tuple[str, str]:
+    (body,) = action.values()
+    key = body.get("Key") or body["Item"]
+    return key["pk"], key["sk"]
 
 
 def _decimal_seconds(seconds: float) -> Decimal:
@@ -252,7 +264,7 @@ class Ledger:
         """
         labelled = batch.actions()
         if len(labelled) > TRANSACTION_ACTIONS_MAX:
-            raise InvalidInput(f"one transaction holds at most {TRANSACTION_ACTIONS_MAX} actions, not {len(labelled)}")
+            raise ValueError(f"one transaction holds at most {TRANSACTION_ACTIONS_MAX} actions, not {len(labelled)}")
         labels = [label for label, _ in labelled]
         actions = [action for _, action in labelled]
         for attempt in range(CONFLICT_RETRIES_MAX):
@@ -263,6 +275,9 @@ class Ledger:
                 failed = [labels[i] for i in range(len(labels)) if cancelled.failed(i)]
                 if failed:
                     raise ConditionFailed(failed) from None
+                refused = {reason for reason in cancelled.reasons if reason not in RETRYABLE_REASONS}
+                if refused:  # a malformed transaction: retrying cannot help
+                    raise RuntimeError(f"DynamoDB refused the transaction: {sorted(refused)}") from None
                 if attempt + 1 == CONFLICT_RETRIES_MAX:
                     raise LedgerConflict("the ledger is busy; retry shortly") from None
                 self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))

@@ -194,3 +194,34 @@ def test_the_outlook_is_decide_and_pool_status_in_one_round_trip(free_tier: Free
     assert decision == free_tier.decide(ESTABLISHED, 40) and (decision.serve, decision.absorb_sats) == ("partial", 20)
     assert status == free_tier.pool_status() and status.reserved_sats == 30
     assert free_tier.outlook(None, 40)[0].serve == "gate"
+
+
+def test_a_credit_before_the_first_read_does_not_skip_the_seed(store: DynamoStore, clock: FixedClock) -> None:
+    free_tier = FreeTierService(Ledger(store, clock), Settings(pool_seed_sats=2_000), clock)
+    free_tier.ledger.create_transfer("charge-0", "operator-equity", "operator-revenue", 1_000, "test")
+    batch = free_tier.ledger.batch()
+    free_tier.add_credit(batch, 1_000, "charge-0")  # creates the pool account before any seed
+    free_tier.ledger.commit(batch)
+    assert free_tier.pool_status().balance_sats == 2_100
+
+
+def test_the_budget_condition_holds_for_the_first_reservation_of_a_day(free_tier: FreeTierService) -> None:
+    assert free_tier._try_reserve(ESTABLISHED, "too-big", 51, 51) is None  # 51 > the 50-sat budget
+    assert free_tier.pool_status().reserved_sats == 0
+    assert free_tier.usage_today(ESTABLISHED.pubkey, "established").reserved_sats == 0
+
+
+def test_the_sweeper_reads_the_pending_index_page_by_page(free_tier: FreeTierService, clock: FixedClock) -> None:
+    for index in range(7):
+        free_tier.decide_and_reserve(TRUSTED, 5, f"r{index}")
+    clock.advance(free_tier.settings.reservation_ttl_seconds + 1)
+    assert free_tier.sweep(page_size=3) == 7
+    assert free_tier.pool_status().reserved_sats == 0
+
+
+def test_a_transaction_naming_an_item_twice_is_a_programming_error(ledger: Ledger) -> None:
+    batch = ledger.batch()
+    batch.transfer("same", "operator-equity", "operator-revenue", 1, "test")
+    batch.transfer("same", "operator-equity", "operator-revenue", 1, "test")
+    with pytest.raises(ValueError, match="twice"):
+        ledger.commit(batch)

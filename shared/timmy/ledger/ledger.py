@@ -277,7 +277,7 @@ class Ledger:
                     raise ConditionFailed(failed) from None
                 refused = {reason for reason in cancelled.reasons if reason not in RETRYABLE_REASONS}
                 if refused:  # a malformed transaction: retrying cannot help
-                    raise RuntimeError(f"DynamoDB refused the transaction: {sorted(refused)}") from None
+                    raise RuntimeError(f"DynamoDB refused the transaction: {sorted(map(str, refused))}") from None
                 if attempt + 1 == CONFLICT_RETRIES_MAX:
                     raise LedgerConflict("the ledger is busy; retry shortly") from None
                 self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))

@@ -26,7 +26,15 @@ def test_audit_reports_every_check_by_name(api: ApiClient) -> None:
     answer = api.get("/api/admin/audit", headers=ADMIN)
     assert answer.status == 200 and answer.json["ok"] is True
     names = [check["name"] for check in answer.json["checks"]]
-    assert names == ["balanced", "non_negative", "accounts_match_transfers", "daily_budgets", "grants_match_subsidies", "applied_once"]
+    assert names == [
+        "balanced",
+        "non_negative",
+        "accounts_match_transfers",
+        "daily_budgets",
+        "grants_match_subsidies",
+        "applied_once",
+        "well_formed",
+    ]
 
 
 def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Services) -> None:

@@ -11,7 +11,7 @@ from timmy.clock import iso
 from timmy.config import Tier
 from timmy.errors import Unauthorized
 from timmy_http.app import create_app, lambda_handler_for
-from timmy_http.caller import authenticated_pubkey
+from timmy_http.caller import authenticated_pubkey, verified_nip98
 from timmy_http.idempotency import idempotent
 from timmy_http.services import services
 
@@ -46,17 +46,16 @@ class MeOut(BaseModel):
     responses={200: {"description": "A nostr_token for the signing pubkey", "content": {"application/json": {"model": TokenOut}}}},
 )
 def issue_token() -> Any:
-    pubkey = authenticated_pubkey(app, allow_token=False)
-    if pubkey is None:
-        raise Unauthorized("sign this request with NIP-98: 'Authorization: Nostr <base64 event>'", code="missing_credentials")
+    verified = verified_nip98(app)
 
     def compute() -> Any:
-        issued = services().identity.issue_token(pubkey)
+        services().identity.consume_nip98(verified)  # once; a retry with the Idempotency-Key gets the stored answer
+        issued = services().identity.issue_token(verified.pubkey)
         body = TokenOut(token=issued.token, pubkey=issued.pubkey, tier=issued.tier, expires_at=iso(issued.expires_at))
         return Response(200, content_types.APPLICATION_JSON, body.model_dump_json())
 
     # Scoped by the proven pubkey: a repeated Idempotency-Key never hands one caller's token to another.
-    return idempotent(app, f"identity-token:{pubkey}", compute)
+    return idempotent(app, f"identity-token:{verified.pubkey}", compute)
 
 
 @app.get("/api/identity/me", summary="The caller's tier and today's free-tier budget")

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from timmy.config import Settings
 from timmy.errors import Unauthorized
 from timmy.identity.caller import Caller
-from timmy.identity.nip98 import HttpRequestFacts
+from timmy.identity.nip98 import HttpRequestFacts, VerifiedEvent, verify_nip98
 from timmy_http.services import services
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -80,6 +80,18 @@ def authenticated_pubkey(app: APIGatewayHttpResolver, allow_query_token: bool = 
     if not allow_token:
         raise Unauthorized("this route needs a NIP-98 'Authorization: Nostr' header, not a token", code="nip98_required")
     return identity.authenticate_token(value)
+
+
+def verified_nip98(app: APIGatewayHttpResolver) -> VerifiedEvent:
+    """The request's NIP-98 event, checked but not yet consumed (see `IdentityService.consume_nip98`):
+    a route that replays stored answers consumes it only when it really runs."""
+    credentials = _credentials(app, allow_query_token=False)
+    if credentials is None:
+        raise Unauthorized("sign this request with NIP-98: 'Authorization: Nostr <base64 event>'", code="missing_credentials")
+    scheme, value = credentials
+    if scheme != "nostr":
+        raise Unauthorized("this route needs a NIP-98 'Authorization: Nostr' header, not a token", code="nip98_required")
+    return verify_nip98(value, request_facts(app), services().clock.now())
 
 
 def optional_caller(app: APIGatewayHttpResolver, allow_query_token: bool = False) -> Caller | None:

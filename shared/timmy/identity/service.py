@@ -12,7 +12,7 @@ from timmy.clock import Clock, iso
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import InvalidInput, Unauthorized
 from timmy.identity.caller import Caller
-from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, verify_nip98
+from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, VerifiedEvent, verify_nip98
 from timmy.identity.nostr import npub_from_hex
 from timmy.identity.tiers import Profile, profile_key, record_paid_action
 from timmy.identity.tokens import TokenSigner
@@ -52,6 +52,11 @@ class IdentityService:
     def authenticate_nip98(self, encoded_event: str, request: HttpRequestFacts) -> str:
         """The hex pubkey of a valid, first-seen NIP-98 header for `request`, or a 401."""
         verified = verify_nip98(encoded_event, request, self.clock.now())
+        self.consume_nip98(verified)
+        return verified.pubkey
+
+    def consume_nip98(self, verified: VerifiedEvent) -> None:
+        """Accept a verified NIP-98 event id once (a conditional put with a TTL), or a 401."""
         item = {
             "pk": f"NIP98#{verified.event_id}",
             "sk": "USED",
@@ -60,7 +65,6 @@ class IdentityService:
         }
         if not self.store.put(item, condition="attribute_not_exists(pk)"):
             raise Unauthorized("this NIP-98 event was already used; sign a fresh one per request", code="nip98_replayed")
-        return verified.pubkey
 
     def authenticate_token(self, token: str) -> str:
         """The hex pubkey of a valid, unexpired nostr_token, or a 401."""

@@ -74,7 +74,8 @@ class Keys:
         self, url: str, method: str, body: bytes = b"", created_at: int | None = None, extra_tags: Sequence[Sequence[str]] = ()
     ) -> dict[str, Any]:
         """A signed kind-27235 event for one request (a `payload` tag when there is a body)."""
-        tags: list[list[str]] = [["u", url], ["method", method.upper()]]
+        # A nonce makes two requests signed in the same second two events (each id is accepted once).
+        tags: list[list[str]] = [["u", url], ["method", method.upper()], ["nonce", os.urandom(8).hex()]]
         if body:
             tags.append(["payload", hashlib.sha256(body).hexdigest()])
         tags.extend(list(tag) for tag in extra_tags)

@@ -15,6 +15,8 @@ from timmy.config import get_settings
 from timmy_http.errors import register_error_handlers
 from timmy_http.observability import logger, metrics, tracer
 
+JSON_CONTENT_TYPE = "application/json"
+
 
 def create_app(known_routes: Any = None) -> APIGatewayHttpResolver:
     """A resolver with validation (pydantic models, OpenAPI) and the contract's error mapping."""
@@ -31,6 +33,11 @@ def guard_body(event: dict[str, Any]) -> dict[str, Any] | None:
     body = event.get("body")
     if not body:
         return None
+    content_type = (event.get("headers") or {}).get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != JSON_CONTENT_TYPE:
+        return _answer(
+            400, "unsupported_content_type", f"the body must be JSON sent as 'content-type: {JSON_CONTENT_TYPE}', not '{content_type}'"
+        )
     limit = get_settings().max_body_bytes
     raw: bytes
     if event.get("isBase64Encoded"):

@@ -24,6 +24,12 @@ from timmy.errors import TransactionCancelled
 
 BATCH_GET_MAX = 100
 
+# Fail fast inside a Lambda's 10 s: at most 2 attempts of (1 s connect + 3 s read), instead of
+# botocore's 60 s reads; a transaction answers in milliseconds when DynamoDB is well.
+CLIENT_CONFIG = Config(
+    connect_timeout=1, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64, parameter_validation=False
+)
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -94,7 +100,7 @@ class DynamoStore:
         self.client: Any = client or boto3.client(
             "dynamodb",
             endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=64, parameter_validation=False),
+            config=CLIENT_CONFIG,
         )
         self.usage = Usage()
 

@@ -130,3 +130,12 @@ def test_a_topup_whose_answer_failed_after_booking_is_not_booked_twice(
     assert retry.status == 200 and retry.json["pool"]["balance_sats"] == 10_500
     conflicting = api.post("/api/admin/pool/topup", json_body={"amount_sats": 501}, headers=headers)
     assert conflicting.status == 409
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", "application/vnd.api+json"])
+def test_a_body_that_is_not_sent_as_json_is_a_400_naming_the_content_type(api: ApiClient, content_type: str) -> None:
+    for method, path in (("POST", "/api/admin/pool/topup"), ("POST", "/api/estimate"), ("PUT", f"/api/admin/identities/{'a' * 64}")):
+        answer = api.request(method, path, body=b'{"amount_sats": 5}', headers={**ADMIN, "content-type": content_type})
+        assert (answer.status, answer.error_code) == (400, "unsupported_content_type"), (path, answer.body)
+        assert "application/json" in answer.json["error"]["message"]
+    assert api.get("/api/pool").json["balance_sats"] == 10_000

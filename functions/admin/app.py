@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
@@ -25,6 +26,8 @@ DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class PoolTopup(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo such as 'notes' is refused, not silently dropped
+
     amount_sats: StrictInt = Field(gt=0, le=POOL_TOPUP_SATS_MAX, description="Whole sats moved from operator equity to the pool.")
     note: str = Field(default="", max_length=500)
 
@@ -58,10 +61,17 @@ def grants(
     limit: Annotated[int, Query(ge=1, le=GRANTS_PAGE_SIZE_MAX)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    if day is not None and not DAY_PATTERN.match(day):
+    if day is not None and not _is_day(day):
         raise InvalidInput("'day' must be a UTC day as YYYY-MM-DD", code="invalid_day")
     page = services().free_tier.grants(day, limit=limit, cursor=cursor)
     return page
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return DAY_PATTERN.match(text) is not None and datetime.strptime(text, "%Y-%m-%d") is not None
+    except ValueError:  # 2026-02-30
+        return False
 
 
 def _json(status: int, body: dict[str, Any]) -> Any:

@@ -14,10 +14,9 @@ from timmy.errors import TimmyError
 from timmy_http.observability import logger, metrics
 
 
-def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """A Response in the contract's error shape; `extra` adds fields beside `error` (a 402's invoice)."""
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    body.update(extra)
+def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any) -> Response:
+    """A Response in the contract's error shape; `details` (the known models, …) go inside `error`."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **details}}
     return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=json.dumps(body), headers=headers or {})
 
 

@@ -61,6 +61,16 @@ def _executor() -> Callable[..., dict[str, Any]]:
     return _execute
 
 
+def _body_digest(body: str) -> str:
+    """The body's hash for "same request?": JSON compared by value (key order and white space do
+    not matter to a retry that re-serialises), anything else byte for byte."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        canonical = body
+    return hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
 def ledger_id(app: APIGatewayHttpResolver, scope: str) -> str | None:
     """A ledger transfer id derived from the request's Idempotency-Key (None without one), so the
     ledger refuses a second booking even when the stored answer was lost."""
@@ -75,8 +85,7 @@ def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Re
         return compute()
     if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
         raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters", code="invalid_idempotency_key")
-    body = (app.current_event.body or "").encode()
-    request = {"scope": scope, "key": key, "body_sha256": hashlib.sha256(body).hexdigest()}
+    request = {"scope": scope, "key": key, "body_sha256": _body_digest(app.current_event.body or "")}
     execute = _executor()
     if _config is not None and app.lambda_context is not None:
         _config.register_lambda_context(app.lambda_context)  # the in-progress record expires with the invocation

@@ -120,4 +120,4 @@ def test_health_is_503_when_a_queue_is_gone(stack: Any) -> None:
     answer = stack.request("GET", "/api/health")
     body = answer.json()
     assert answer.status == 503 and body["error"]["code"] == "dependency_unavailable"
-    assert body["checks"]["work_queue"]["ok"] is False and body["checks"]["table"]["ok"] is True
+    assert body["error"]["checks"]["work_queue"]["ok"] is False and body["error"]["checks"]["table"]["ok"] is True

@@ -438,7 +438,7 @@ class FreeTierService:
     def grants(self, day: str | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page of a day's grant rows, oldest first; `next_cursor` continues."""
         day = day or utc_day(self.clock.now())
-        start = _decode_cursor(cursor) if cursor else None
+        start = _decode_cursor(cursor, grants_partition(day)) if cursor else None
         items, last = self.ledger.store.query(grants_partition(day), limit=limit, start_key=start)
         rows = [{k: v for k, v in item.items() if k not in ("pk", "sk", "type")} for item in items]
         return {"day": day, "grants": rows, "next_cursor": _encode_cursor(last) if last else None}
@@ -504,11 +504,12 @@ def _encode_cursor(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> dict[str, Any]:
+def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    """The key a page continues from; only a key of the partition being read (`partition`)."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(key, dict) or set(key) != {"pk", "sk"} or not all(isinstance(v, str) for v in key.values()):
+        if not isinstance(key, dict) or set(key) != {"pk", "sk"} or key["pk"] != partition or not isinstance(key["sk"], str):
             raise ValueError
         return key
     except (ValueError, TypeError):
-        raise InvalidInput("'cursor' is not a cursor this route gave out", code="invalid_cursor") from None
+        raise InvalidInput("'cursor' is not a cursor this route gave out for this day", code="invalid_cursor") from None

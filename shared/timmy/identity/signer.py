@@ -112,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         keys = Keys.generate()
         print(f"nsec   {keys.nsec}\nnpub   {keys.npub}\npubkey {keys.pubkey}")
     else:
-        print(Keys.from_secret(args.nsec).nip98_header(args.url, args.method, args.body.encode()))
+        try:
+            keys = Keys.from_secret(args.nsec)
+        except ValueError as bad:
+            parser.error(f"--nsec: {bad}")
+        print(keys.nip98_header(args.url, args.method, args.body.encode()))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from tests.api_client import ApiClient
@@ -17,6 +20,8 @@ def test_pool_topup_moves_equity_into_the_pool_once_per_idempotency_key(api: Api
     assert first.status == again.status == 200
     assert first.json == again.json and first.json["pool"]["balance_sats"] == 10_500
     assert api.get("/api/pool").json["balance_sats"] == 10_500
+    reordered = api.post("/api/admin/pool/topup", body='{ "note":"thanks",  "amount_sats":500 }', headers=headers)
+    assert reordered.json == first.json  # the same JSON value, serialised differently, is the same request
     reused = api.post("/api/admin/pool/topup", json_body={"amount_sats": 7}, headers=headers)
     assert (reused.status, reused.error_code) == (409, "idempotency_key_reused")
 
@@ -50,7 +55,8 @@ def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Service
     assert len(second["grants"]) == 1 and second["next_cursor"] is None
     assert {g["request_hash"] for g in first["grants"] + second["grants"]} == {"r0", "r1", "r2"}
     assert api.get("/api/admin/grants?day=2020-01-01", headers=ADMIN).json["grants"] == []
-    for bad in ("day=yesterday", "cursor=%%%", "limit=0", "limit=9999"):
+    foreign = base64.urlsafe_b64encode(json.dumps({"pk": "ACCOUNT#pool", "sk": "ACCOUNT"}).encode()).decode()
+    for bad in ("day=yesterday", "day=2026-02-30", "cursor=%%%", f"cursor={foreign}", "limit=0", "limit=9999"):
         answer = api.get(f"/api/admin/grants?{bad}", headers=ADMIN)
         assert answer.status == 400 and "error" in answer.json, bad
 
@@ -81,6 +87,7 @@ def test_admin_routes_need_the_admin_key(api: ApiClient, headers: dict[str, str]
         {"amount_sats": True},
         {"note": "no amount"},
         {"amount_sats": 5, "note": "x" * 501},
+        {"amount_sats": 5, "notes": "a typo"},
         [],
     ],
 )

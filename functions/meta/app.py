@@ -8,6 +8,7 @@ here by `$default` is unknown: 404, or 405 when the spec has the path with other
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.errors import error_response
 from timmy_http.observability import logger
+from timmy_http.openapi import finish_spec
 from timmy_http.services import services
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent
@@ -89,12 +91,19 @@ def openapi_json() -> Any:
     return Response(200, content_types.APPLICATION_JSON, openapi_spec())
 
 
-def _prepare_merge(app: APIGatewayHttpResolver, next_middleware: Any) -> Response:
-    openapi_spec()  # the Swagger UI embeds the merged spec: make sure it is complete
-    return next_middleware(app)
+@app.get(DOCS_PATH, include_in_schema=False)
+def docs() -> Any:
+    """Swagger UI (Powertools' page and bundled assets: no CDN) around the finished spec."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    assets = Path(generate_swagger_html.__code__.co_filename).parent
+    spec = json.dumps(openapi_spec()).replace("</", "<\\/")
+    page = generate_swagger_html(
+        spec, (assets / "swagger-ui-bundle.min.js").read_text(), (assets / "swagger-ui.min.css").read_text(), "", None, False
+    )
+    return Response(200, content_types.TEXT_HTML, page)
 
 
-app.enable_swagger(path=DOCS_PATH, title="Timmy", middlewares=[_prepare_merge])
 app.configure_openapi_merge(path=str(FUNCTIONS_DIR), pattern="app.py", recursive=True, title="Timmy", version=services().settings.version)
 
 lambda_handler = lambda_handler_for(app)
@@ -115,7 +124,7 @@ def openapi_spec() -> dict[str, Any]:
             schema = _function_schema(file)
             if schema is not None:
                 merge.add_schema(schema)
-    return app.get_openapi_merge_schema()
+    return finish_spec(app.get_openapi_merge_schema())
 
 
 def _function_schema(file: Path) -> dict[str, Any] | None:

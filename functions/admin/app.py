@@ -6,11 +6,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from timmy.config import Tier
 from timmy.errors import InvalidInput
+from timmy.identity.nostr import parse_pubkey
+from timmy.identity.service import UNSET
 from timmy.ledger.invariants import audit_store
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.auth import require_admin
@@ -75,12 +78,7 @@ def _is_day(text: str) -> bool:
 
 
 def _json(status: int, body: dict[str, Any]) -> Any:
-    from aws_lambda_powertools.event_handler import Response, content_types
-
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
-
-
-# --- identity admin route (issue 6) ---
 
 
 class IdentityControls(BaseModel):
@@ -93,9 +91,6 @@ class IdentityControls(BaseModel):
 
 @app.put("/api/admin/identities/<pubkey>", summary="Pin or unpin an identity's tier, block or unblock it")
 def put_identity(pubkey: str, body: IdentityControls) -> dict[str, Any]:
-    from timmy.identity.nostr import parse_pubkey
-    from timmy.identity.service import UNSET
-
     given = body.model_fields_set
     if "blocked" in given and body.blocked is None:
         raise InvalidInput("'blocked' is true or false", code="invalid_blocked")

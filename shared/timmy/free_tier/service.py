@@ -186,33 +186,23 @@ class FreeTierService:
             transfer_id or f"topup:{uuid.uuid4().hex}", OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note
         )
 
-    def add_credit(self, batch: Batch, paid_sats: int, charge_transfer_id: str) -> int:
+    def add_credit(self, batch: Batch, paid_sats: int, charge_transfer_id: str) -> Transfer | None:
         """Add the pool's share (POOL_CREDIT_PCT of `paid_sats`, floor) to the batch that books
-        the charge; answers the sats credited (0 adds nothing)."""
+        the charge, as transfer `credit:<charge transfer id>`; None when the share is 0 sats."""
         amount = paid_sats * self.settings.pool_credit_pct // 100
         if amount <= 0:
-            return 0
-        batch.transfer(
+            return None
+        _count_pool_stats(batch, utc_day(batch.now), credited_sats=amount)
+        return batch.transfer(
             f"credit:{charge_transfer_id}", OPERATOR_REVENUE, POOL, amount, TransferCode.POOL_CREDIT, source_transfer_id=charge_transfer_id
         )
-        _count_pool_stats(batch, utc_day(batch.now), credited_sats=amount)
-        return amount
 
     def credit(self, paid_sats: int, charge_transfer_id: str) -> int:
-        """`add_credit` committed on its own, idempotent by the charge's transfer id."""
+        """`add_credit` committed on its own, idempotent by the charge's transfer id; answers the sats credited."""
         self.ensure_seeded()
         batch = self.ledger.batch()
-        amount = self.add_credit(batch, paid_sats, charge_transfer_id)
-        if amount:
-            try:
-                self.ledger.commit(batch)
-            except ConditionFailed as failed:
-                if f"transfer:credit:{charge_transfer_id}" not in failed.labels:
-                    raise
-                existing = self.ledger.require_transfer(f"credit:{charge_transfer_id}")
-                if existing.amount_sats != amount:
-                    raise AlreadyApplied(f"the pool credit of {charge_transfer_id} was booked for another amount") from None
-        return amount
+        transfer = self.add_credit(batch, paid_sats, charge_transfer_id)
+        return self.ledger.commit_transfer(batch, transfer).amount_sats if transfer else 0
 
     # --- decisions and holds -------------------------------------------------------------
 

@@ -306,7 +306,11 @@ class Ledger:
     def create_transfer(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, **meta: Any) -> Transfer:
         """A posted transfer, idempotent by id: a replay returns the first transfer."""
         batch = self.batch()
-        transfer = batch.transfer(transfer_id, debit, credit, amount_sats, code, **meta)
+        return self.commit_transfer(batch, batch.transfer(transfer_id, debit, credit, amount_sats, code, **meta))
+
+    def commit_transfer(self, batch: Batch, transfer: Transfer) -> Transfer:
+        """Commit a batch built around `transfer`, idempotent by its id: a replay of the same
+        movement returns the first transfer; the same id for another movement is `already_applied`."""
         try:
             self.commit(batch)
         except ConditionFailed as failed:

@@ -249,8 +249,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return  # the handlers log (Powertools, JSON); one line per request would drown them
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The HTTP server's own refusals (a malformed request line, huge headers, an unknown
+        method) in the contract's error shape too, never an HTML page."""
+        reason = message or explain or "the request could not be read"
+        self._send(*_error(code, "bad_request" if code < 500 else "not_implemented", reason), close=True)
+
     def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            self._send(*_error(411, "length_required", "send the body with a Content-Length (API Gateway does not stream)"), close=True)
+            return
+        declared = self.headers.get("content-length") or "0"
+        if not declared.isdigit():
+            self._send(*_error(400, "bad_request", f"Content-Length must be a whole number of bytes, not {declared!r}"), close=True)
+            return
+        length = int(declared)
         if length > PAYLOAD_BYTES_MAX:
             self._send(
                 *_error(413, "payload_too_large", f"the request is over API Gateway's limit of {PAYLOAD_BYTES_MAX} bytes"), close=True
@@ -285,5 +298,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (do_BREW, ...) is routed too: API Gateway answers it from its routes.
+        if name.startswith("do_") and name[3:].isalpha():
+            return self._serve
+        raise AttributeError(name)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve

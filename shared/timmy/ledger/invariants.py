@@ -59,7 +59,10 @@ def audit(items: Iterable[dict[str, Any]]) -> AuditReport:
                 accounts[item["account_id"]] = Account.from_item(item, item["account_id"])
                 stored_available[item["account_id"]] = int(item.get("available_sats", 0))
             elif kind == "transfer":
-                transfers.append(Transfer.from_item(item))
+                transfer = Transfer.from_item(item)
+                if transfer.code == TransferCode.SUBSIDY:
+                    _require(item, str, "pubkey", "day")  # the daily-budget check groups by them
+                transfers.append(transfer)
             elif kind == "grant":
                 _require(item, str, "transfer_id")
                 _require(item, int, "absorbed_sats", "reserved_sats")

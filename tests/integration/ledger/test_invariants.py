@@ -99,10 +99,22 @@ def test_an_unreadable_item_is_a_failed_check_not_a_crash(busy_ledger: FreeTierS
     (row,) = busy_ledger.grants(None)["grants"]
     store.put({"pk": f"GRANTS#{row['day']}", "sk": "zzz#broken", "type": "grant", "transfer_id": "x"})  # no amounts
     store.put({"pk": "TRANSFER#odd", "sk": "TRANSFER", "type": "transfer", "transfer_id": "odd", "state": "lost"})
+    anonymous = {"debit_account_id": "pool", "credit_account_id": "operator-revenue", "amount_sats": 0, "created_at": 1}
+    store.put(
+        {
+            "pk": "TRANSFER#anon",
+            "sk": "TRANSFER",
+            "type": "transfer",
+            "transfer_id": "anon",
+            "state": "posted",
+            "code": "subsidy",
+            **anonymous,
+        }
+    )
     report = audit_store(store)
     assert report.failed() == ["well_formed"]
     (check,) = [c for c in report.checks if c.name == "well_formed"]
-    assert check.offending_ids == [f"GRANTS#{row['day']}|zzz#broken", "TRANSFER#odd|TRANSFER"]
+    assert check.offending_ids == [f"GRANTS#{row['day']}|zzz#broken", "TRANSFER#anon|TRANSFER", "TRANSFER#odd|TRANSFER"]
 
 
 def test_an_audit_under_live_traffic_does_not_cry_corruption(busy_ledger: FreeTierService, store: DynamoStore) -> None:

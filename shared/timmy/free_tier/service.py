@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +28,6 @@ from timmy.free_tier.decision import Decision, Serve, decide_from
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, transfer_key
-
-logger = logging.getLogger(__name__)
 
 RESERVE_ATTEMPTS_MAX = 4  # decide again on fresh data at most this often after a lost race
 SWEEP_PAGE_SIZE = 100
@@ -119,9 +116,6 @@ class BudgetUsage:
     absorbed_sats: int
     reserved_sats: int
     remaining_sats: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class FreeTierService:

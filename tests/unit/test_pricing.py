@@ -3,6 +3,8 @@ bounds, request limits, and the catalogue."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import json
 import math
 from decimal import Decimal
@@ -119,7 +121,9 @@ def test_free_model_costs_zero_sats(tmp_path: Path) -> None:
 
 def test_input_tokens_bound_the_utf8_bytes() -> None:
     pricing = make_pricing()
-    assert pricing.estimate_input_tokens("héllo ⚡") == len("héllo ⚡".encode()) + FRAMING_TOKENS
+    assert pricing.estimate_input_tokens("hello") == len("hello") + FRAMING_TOKENS
+    # "é" decomposes (NFD) into two code points, 3 bytes instead of 2: the longest form counts.
+    assert pricing.estimate_input_tokens("héllo ⚡") == len(unicodedata.normalize("NFD", "héllo ⚡").encode()) + FRAMING_TOKENS
 
 
 def test_output_tokens_default_and_cap_per_model() -> None:
@@ -231,3 +235,15 @@ def test_work_fee_is_exact_decimal(model: str, input_tokens: int, output_tokens:
     entry = default_catalogue().get(model)
     raw = (input_tokens * entry.input_usd_per_million_tokens + output_tokens * entry.output_usd_per_million_tokens) / Decimal(1_000_000)
     assert fee == raw * Decimal("1.56")
+
+
+@pytest.mark.parametrize(
+    ("text", "claude_tokens_known"),
+    [("\ufdfa" * 1000, 15_000), ("\ufdfb" * 1000, 7_000)],  # counts from Anthropic's published tokenizer (NFKC first)
+)
+def test_the_input_bound_covers_tokenizers_that_normalise_first(text: str, claude_tokens_known: int) -> None:
+    """NFKC turns U+FDFA (3 bytes) into 18 characters: a bound on the bytes as sent would undercharge."""
+    from timmy.pricing.tokens import input_tokens_upper_bound
+
+    assert input_tokens_upper_bound(text) >= claude_tokens_known
+    assert input_tokens_upper_bound(text) >= len(unicodedata.normalize("NFKC", text).encode())

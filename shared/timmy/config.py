@@ -75,14 +75,14 @@ class Settings(BaseModel):
 
     # --- pricing and the BTC/USD oracle --------------------------------------------------
     price_source: Literal["fixed", "exchanges"] = "fixed"
-    fixed_btc_price_usd: Decimal = Decimal("100000")
+    fixed_btc_price_usd: Decimal = Field(default=Decimal("100000"), gt=0)
     price_max_age_seconds: int = Field(default=300, gt=0)
-    price_min_usd: Decimal = Decimal("1000")
+    price_min_usd: Decimal = Field(default=Decimal("1000"), gt=0)
     price_max_usd: Decimal = Decimal("10000000")
-    price_spread_max_pct: Decimal = Decimal("2")
+    price_spread_max_pct: Decimal = Field(default=Decimal("2"), gt=0)
     price_fetch_timeout_seconds: float = Field(default=2.0, gt=0)
-    infra_overhead_pct: Decimal = Decimal("20")
-    margin_pct: Decimal = Decimal("30")
+    infra_overhead_pct: Decimal = Field(default=Decimal("20"), ge=0)
+    margin_pct: Decimal = Field(default=Decimal("30"), ge=0)
     price_refresh_seconds: int = Field(default=60, gt=0)  # a cached price older than this is refetched
     price_sources_min: int = Field(default=2, ge=1)  # fresh exchange answers needed for a median
     price_coinbase_base_url: str = "https://api.coinbase.com"

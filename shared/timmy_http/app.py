@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,12 @@ def guard_body(event: dict[str, Any]) -> dict[str, Any] | None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return _answer(400, "invalid_encoding", "the body must be UTF-8 encoded JSON")
+    try:
+        json.loads(text)
+    except RecursionError:
+        return _answer(400, "invalid_json", "the body's JSON is nested too deeply")
+    except ValueError as error:  # not JSON, or an integer of thousands of digits
+        return _answer(400, "invalid_json", f"the body is not valid JSON: {error}")
     if event.get("isBase64Encoded"):
         # Hand the resolver plain text from here on: it decodes base64 bodies itself otherwise.
         event["body"], event["isBase64Encoded"] = text, False
@@ -66,8 +73,6 @@ def _too_large(limit: int) -> dict[str, Any]:
 
 
 def _answer(status: int, code: str, message: str) -> dict[str, Any]:
-    import json
-
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},

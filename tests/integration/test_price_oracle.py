@@ -172,3 +172,39 @@ def test_a_slow_writer_never_overwrites_a_newer_price(store: DynamoStore) -> Non
     cache.save(PriceQuote(Decimal("99000"), 1000.0, ("kraken",)))
     loaded = cache.load()
     assert loaded is not None and loaded.price_usd == Decimal("101000") and loaded.fetched_at == 2000.0
+
+
+def test_two_sources_that_disagree_give_no_price(exchanges: dict[str, FakeExchange], store: DynamoStore) -> None:
+    """With one source down, the median of the other two is their mean: a feed quoting in cents
+    (sane by the bounds) would set the price. Two that disagree give no price at all."""
+    exchanges["coinbase"].down()
+    exchanges["bitstamp"].price = "9500000"
+    oracle = make_oracle(exchanges, store, FixedClock())
+    with pytest.raises(Unavailable):
+        oracle.btc_usd()
+    assert counts(oracle)["PriceFetchFailed"] == 1
+
+
+def test_with_no_usable_price_one_lambda_asks_the_exchanges_and_the_others_answer_503(
+    exchanges: dict[str, FakeExchange], store: DynamoStore
+) -> None:
+    clock = FixedClock()
+    for fake in exchanges.values():
+        fake.down()
+    with pytest.raises(Unavailable):
+        make_oracle(exchanges, store, clock).btc_usd()  # takes the lease, asks, fails
+    asked = [fake.requests for fake in exchanges.values()]
+    for _ in range(5):  # other Lambdas while the lease holds: 503 at once, no exchange asked
+        with pytest.raises(Unavailable):
+            make_oracle(exchanges, store, clock).btc_usd()
+    assert [fake.requests for fake in exchanges.values()] == asked
+
+
+def test_a_price_stamped_in_the_future_is_not_used(exchanges: dict[str, FakeExchange], store: DynamoStore) -> None:
+    ahead = FixedClock()
+    ahead.advance(600)  # a Lambda whose clock runs ten minutes ahead writes the price
+    make_oracle(exchanges, store, ahead).btc_usd()
+    for fake in exchanges.values():
+        fake.down()
+    with pytest.raises(Unavailable):
+        make_oracle(exchanges, store, FixedClock()).btc_usd()

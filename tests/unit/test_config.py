@@ -35,3 +35,9 @@ def test_a_reservation_outlives_every_delivery_of_its_work() -> None:
     worker_timeout_seconds = resources["WorkerFunction"]["Properties"]["Timeout"]
     last_delivery_ends = (queue["RedrivePolicy"]["maxReceiveCount"] - 1) * queue["VisibilityTimeout"] + worker_timeout_seconds
     assert Settings().reservation_ttl_seconds > last_delivery_ends
+
+
+@pytest.mark.parametrize("environ", [{"MARGIN_PCT": "-100"}, {"INFRA_OVERHEAD_PCT": "-150"}, {"FIXED_BTC_PRICE_USD": "0"}])
+def test_pricing_settings_that_would_price_at_zero_or_crash_are_refused(environ: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        Settings.from_environment(environ)

@@ -3,10 +3,9 @@ bounds, request limits, and the catalogue."""
 
 from __future__ import annotations
 
-import unicodedata
-
 import json
 import math
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
 
@@ -247,3 +246,10 @@ def test_the_input_bound_covers_tokenizers_that_normalise_first(text: str, claud
 
     assert input_tokens_upper_bound(text) >= claude_tokens_known
     assert input_tokens_upper_bound(text) >= len(unicodedata.normalize("NFKC", text).encode())
+
+
+def test_work_reported_as_zero_tokens_still_costs_a_sat() -> None:
+    pricing = make_pricing()
+    estimate = pricing.estimate_request_cost("hello", "gpt-5")
+    assert estimate.sats > 0
+    assert pricing.actual_charge_sats(TokenUsage(0, 0), "gpt-5", estimate) == 1

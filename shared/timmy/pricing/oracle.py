@@ -97,6 +97,10 @@ def median(values: Sequence[Decimal]) -> Decimal:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
+CLOCK_SKEW_TOLERANCE_SECONDS = 5
+MEDIAN_OUTVOTES_ONE_SOURCE = 3  # from three sane prices on, one bad feed cannot move the median
+
+
 class ExchangePriceOracle:
     """The median of the exchanges that answered in time, cached with a maximum age."""
 
@@ -115,17 +119,26 @@ class ExchangePriceOracle:
     def _age(self, quote: PriceQuote) -> float:
         return self.clock.now() - quote.fetched_at
 
+    def _usable(self, quote: PriceQuote | None) -> bool:
+        """Younger than the maximum age, and not from the future (a writer's clock running ahead
+        would otherwise keep a price 'fresh' for as long as it runs ahead)."""
+        return quote is not None and -CLOCK_SKEW_TOLERANCE_SECONDS <= self._age(quote) < self.config.max_age_seconds
+
     def btc_usd(self) -> PriceQuote:
         if self._memo is not None and self._age(self._memo) < self.config.refresh_seconds:
             return self._memo
         cached = self.cache.load()
-        usable = cached if cached is not None and self._age(cached) < self.config.max_age_seconds else None
+        usable = cached if self._usable(cached) else None
         if usable is not None and self._age(usable) < self.config.refresh_seconds:
             self._memo = usable
             return usable
-        # Stale for refreshing: one process refetches; the others go on with a still-usable price.
-        if usable is not None and not self.cache.try_lease(self.clock.now(), self.config.timeout_seconds * 2 + 1):
-            return usable
+        # Stale for refreshing, or no usable price at all: one process refetches (the lease); the
+        # others go on with a still-usable price, or answer 503 at once rather than all asking the
+        # exchanges (which are likely failing or rate-limiting just then).
+        if not self.cache.try_lease(self.clock.now(), self.config.timeout_seconds * 2 + 1):
+            if usable is not None:
+                return usable
+            raise self._unavailable()
         fresh = self.fetch()
         if fresh is not None:
             self.cache.save(fresh)
@@ -133,8 +146,11 @@ class ExchangePriceOracle:
             return fresh
         if usable is not None:
             return usable
+        raise self._unavailable()
+
+    def _unavailable(self) -> Unavailable:
         self.telemetry.count("PriceUnavailable")
-        raise Unavailable(
+        return Unavailable(
             "no BTC/USD price fresher than "
             f"{int(self.config.max_age_seconds)} s is available from the exchanges; nothing can be priced now, retry shortly",
             code="price_unavailable",
@@ -150,6 +166,11 @@ class ExchangePriceOracle:
             return None
         price = median(list(sane.values()))
         spread_pct = (max(sane.values()) - min(sane.values())) / price * 100
+        if spread_pct > self.config.spread_max_pct and len(sane) < MEDIAN_OUTVOTES_ONE_SOURCE:
+            # Two prices that disagree: their median is their mean, so one bad feed would move it.
+            self.telemetry.count("PriceFetchFailed")
+            self.telemetry.warning("two BTC/USD sources disagree beyond the bound; no price", prices={n: str(v) for n, v in sane.items()})
+            return None
         if spread_pct > self.config.spread_max_pct:
             self.telemetry.count("PriceSpreadOverBound")
             self.telemetry.warning(

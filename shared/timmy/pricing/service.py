@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
 from typing import Any
 
 from timmy.config import Settings
@@ -113,7 +113,8 @@ class PricingService:
         """Raw model cost × (1 + infra overhead) × (1 + margin): the only place either is applied."""
         priced = self.model(model)
         with localcontext() as context:
-            context.prec = 60  # exact: these are short decimals, nothing here may round
+            context.prec = 60  # exact for catalogue prices; should a long setting ever round, it rounds up
+            context.rounding = ROUND_CEILING
             raw_usd = (
                 input_tokens * priced.input_usd_per_million_tokens + output_tokens * priced.output_usd_per_million_tokens
             ) / TOKENS_PER_PRICE_UNIT
@@ -161,7 +162,8 @@ class PricingService:
                 output_tokens=usage.output_tokens,
             )
         actual = self._estimate(priced, usage.input_tokens, usage.output_tokens, estimate.btc_price_usd)
-        return min(actual.sats, estimate.sats)
+        # Work done on a paid model is never free, even when a provider reports no tokens.
+        return min(max(actual.sats, 1 if estimate.sats else 0), estimate.sats)
 
 
 def pricing_config(settings: Settings) -> PricingConfig:

@@ -19,16 +19,19 @@ the over-estimate in what is held, never in what is charged.
 from __future__ import annotations
 
 import unicodedata
+from typing import Literal
 
 FRAMING_TOKENS = 32  # chat framing of one user message (+ an optional system message), bounded
 
 
-NORMALISATION_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+NORMALISATION_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
 
 
 def utf8_bytes_max(text: str) -> int:
     """The UTF-8 length of `text` in its longest Unicode normalisation (or as sent)."""
-    return max(len(form.encode("utf-8", errors="surrogatepass")) for form in (text, *(unicodedata.normalize(n, text) for n in NORMALISATION_FORMS)))
+    return max(
+        len(form.encode("utf-8", errors="surrogatepass")) for form in (text, *(unicodedata.normalize(n, text) for n in NORMALISATION_FORMS))
+    )
 
 
 def input_tokens_upper_bound(request: str, system_prompt: str = "") -> int:

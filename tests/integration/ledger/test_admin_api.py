@@ -146,3 +146,11 @@ def test_a_body_that_is_not_sent_as_json_is_a_400_naming_the_content_type(api: A
         assert (answer.status, answer.error_code) == (400, "unsupported_content_type"), (path, answer.body)
         assert "application/json" in answer.json["error"]["message"]
     assert api.get("/api/pool").json["balance_sats"] == 10_000
+
+
+@pytest.mark.parametrize("body", [b'{"amount_sats": ' + b"9" * 5000 + b"}", b"[" * 20_000 + b"]" * 20_000, b"{not json"])
+def test_json_that_python_refuses_is_a_400_not_a_500(api: ApiClient, body: bytes) -> None:
+    for path in ("/api/admin/pool/topup", "/api/estimate"):
+        answer = api.post(path, body=body, headers=ADMIN)
+        assert (answer.status, answer.error_code) == (400, "invalid_json"), path
+    assert api.get("/api/pool").json["balance_sats"] == 10_000

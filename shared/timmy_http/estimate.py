@@ -83,7 +83,7 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
     decision, pool = services().free_tier.outlook(caller, quote.sats)
     answer = EstimateAnswer(
         estimated_sats=quote.sats,
-        btc_price_usd=str(quote.btc_price_usd),
+        btc_price_usd=format(quote.btc_price_usd, "f"),  # never exponent notation ("1E+5")
         token_estimate=TokenEstimate(input=quote.input_tokens, output=quote.output_tokens),
         model=quote.model,
         pool=PoolSummary(balance_sats=pool.balance_sats, daily_budgets=pool.daily_budgets),

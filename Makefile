@@ -39,7 +39,7 @@ typecheck: $(DEPS_STAMP)
 	@$(PY) -m mypy
 
 validate: $(SAM_STAMP)
-	@$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	@SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
 unit: $(DEPS_STAMP) $(JAR)
 	@$(PY) -m pytest

@@ -48,10 +48,10 @@ def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Service
     caller = Caller("a" * 64, "elite")
     for index in range(3):
         services.free_tier.decide_and_reserve(caller, 10, f"r{index}")
-        services.free_tier.record_grant(caller.pubkey, f"r{index}", 4, 10)
-    first = api.get("/api/admin/grants?limit=2", headers=ADMIN).json
+        day = services.free_tier.record_grant(caller.pubkey, f"r{index}", 4, 10).day  # the reservations' UTC day
+    first = api.get(f"/api/admin/grants?day={day}&limit=2", headers=ADMIN).json
     assert len(first["grants"]) == 2 and first["next_cursor"]
-    second = api.get(f"/api/admin/grants?limit=2&cursor={first['next_cursor']}", headers=ADMIN).json
+    second = api.get(f"/api/admin/grants?day={day}&limit=2&cursor={first['next_cursor']}", headers=ADMIN).json
     assert len(second["grants"]) == 1 and second["next_cursor"] is None
     assert {g["request_hash"] for g in first["grants"] + second["grants"]} == {"r0", "r1", "r2"}
     assert api.get("/api/admin/grants?day=2020-01-01", headers=ADMIN).json["grants"] == []

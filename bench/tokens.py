@@ -90,7 +90,9 @@ def record(ranks_dir: Path) -> None:
 
 def report() -> int:
     rows = load_prompts()
-    print(f"input-token bound = UTF-8 bytes + {FRAMING_TOKENS} framing tokens; {len(rows)} prompts from {PROMPTS_PATH.name}")
+    print(
+        f"input-token bound = UTF-8 bytes of the longest normalisation + {FRAMING_TOKENS} framing tokens; {len(rows)} prompts from {PROMPTS_PATH.name}"
+    )
     failures = 0
     for name in ENCODINGS:
         key = f"{name}_tokens"

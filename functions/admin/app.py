@@ -71,10 +71,12 @@ def grants(
 
 
 def _is_day(text: str) -> bool:
+    """YYYY-MM-DD and a real date (2026-02-30 is not; strptime alone would take 2026-2-3)."""
     try:
-        return DAY_PATTERN.match(text) is not None and datetime.strptime(text, "%Y-%m-%d") is not None
-    except ValueError:  # 2026-02-30
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
         return False
+    return DAY_PATTERN.match(text) is not None
 
 
 def _json(status: int, body: dict[str, Any]) -> Any:

@@ -68,7 +68,7 @@ def _credentials(app: APIGatewayHttpResolver, allow_query_token: bool) -> tuple[
     return scheme.lower(), value.strip()
 
 
-def authenticated_pubkey(app: APIGatewayHttpResolver, allow_query_token: bool = False, allow_token: bool = True) -> str | None:
+def authenticated_pubkey(app: APIGatewayHttpResolver, allow_query_token: bool = False) -> str | None:
     """The hex pubkey proven by the request's credentials, None without credentials, else a 401."""
     credentials = _credentials(app, allow_query_token)
     if credentials is None:
@@ -77,8 +77,6 @@ def authenticated_pubkey(app: APIGatewayHttpResolver, allow_query_token: bool = 
     identity = services().identity
     if scheme == "nostr":
         return identity.authenticate_nip98(value, request_facts(app))
-    if not allow_token:
-        raise Unauthorized("this route needs a NIP-98 'Authorization: Nostr' header, not a token", code="nip98_required")
     return identity.authenticate_token(value)
 
 

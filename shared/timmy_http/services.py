@@ -45,8 +45,6 @@ class Services:
 
         return FreeTierService(self.ledger, self.settings, self.clock)
 
-    # pricing / oracle (issue 5) and identity (issue 6) services are added below.
-
     @cached_property
     def identity(self) -> IdentityService:
         """Nostr identities (issue 6): NIP-98, nostr_tokens, tiers, the operator's pins and blocks."""

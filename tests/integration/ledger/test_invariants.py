@@ -30,27 +30,25 @@ def _fails(store: DynamoStore) -> set[str]:
     return set(audit_store(store).failed())
 
 
+def _tamper(store: DynamoStore, key: tuple[str, str], expression: str, **values: int) -> None:
+    """Change an item behind the ledger's back (one raw update, no ledger rule applied)."""
+    update = {
+        "Key": {"pk": key[0], "sk": key[1]},
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": {f":{k}": v for k, v in values.items()},
+    }
+    store.transact([{"Update": update}])
+
+
 @pytest.mark.corrupts_ledger
 def test_an_unbalanced_transfer_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
-    pk, sk = transfer_key("pool-seed")
-    store.client.update_item(
-        TableName=store.table_name,
-        Key={"pk": {"S": pk}, "sk": {"S": sk}},
-        UpdateExpression="SET amount_sats = :a",
-        ExpressionAttributeValues={":a": {"N": "1999"}},
-    )
+    _tamper(store, transfer_key("pool-seed"), "SET amount_sats = :a", a=1999)
     assert "accounts_match_transfers" in _fails(store)
 
 
 @pytest.mark.corrupts_ledger
 def test_an_account_off_by_one_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
-    pk, sk = account_key(POOL)
-    store.client.update_item(
-        TableName=store.table_name,
-        Key={"pk": {"S": pk}, "sk": {"S": sk}},
-        UpdateExpression="ADD credits_posted :one, available_sats :one",
-        ExpressionAttributeValues={":one": {"N": "1"}},
-    )
+    _tamper(store, account_key(POOL), "ADD credits_posted :one, available_sats :one", one=1)
     assert {"balanced", "accounts_match_transfers"} <= _fails(store)
 
 
@@ -64,25 +62,14 @@ def test_a_grant_row_without_its_transfer_is_caught(busy_ledger: FreeTierService
 @pytest.mark.corrupts_ledger
 def test_a_budget_counter_over_its_budget_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
     usage = busy_ledger.usage_today(CALLER.pubkey, "elite")
-    store.client.update_item(
-        TableName=store.table_name,
-        Key={"pk": {"S": f"IDENTITY#{CALLER.pubkey}"}, "sk": {"S": f"DAY#{usage.day}"}},
-        UpdateExpression="SET budget_sats = :b",
-        ExpressionAttributeValues={":b": {"N": "100"}},
-    )
+    _tamper(store, (f"IDENTITY#{CALLER.pubkey}", f"DAY#{usage.day}"), "SET budget_sats = :b", b=100)
     assert _fails(store) == {"daily_budgets"}
 
 
 @pytest.mark.corrupts_ledger
 def test_a_pool_below_zero_is_caught(busy_ledger: FreeTierService, store: DynamoStore) -> None:
     busy_ledger.ledger.create_transfer("drain", "operator-revenue", "operator-equity", 1, "test")
-    pk, sk = account_key(POOL)
-    store.client.update_item(
-        TableName=store.table_name,
-        Key={"pk": {"S": pk}, "sk": {"S": sk}},
-        UpdateExpression="SET available_sats = :v",
-        ExpressionAttributeValues={":v": {"N": "-5"}},
-    )
+    _tamper(store, account_key(POOL), "SET available_sats = :v", v=-5)
     assert "non_negative" in _fails(store)
 
 

@@ -17,6 +17,7 @@ from timmy_http.errors import register_error_handlers
 from timmy_http.observability import logger, metrics, tracer
 
 JSON_CONTENT_TYPE = "application/json"
+BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 def create_app(known_routes: Any = None) -> APIGatewayHttpResolver:
@@ -32,13 +33,15 @@ def guard_body(event: dict[str, Any]) -> dict[str, Any] | None:
     Returns an API Gateway v2 response to send instead, or None when the body is acceptable.
     """
     body = event.get("body")
+    headers = event.get("headers") or {}
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type != JSON_CONTENT_TYPE and (body or event.get("requestContext", {}).get("http", {}).get("method") in BODY_METHODS):
+        return _answer(400, "unsupported_content_type", f"the body must be JSON sent as 'content-type: {JSON_CONTENT_TYPE}'")
+    if content_type:
+        # Media types are case-insensitive (RFC 9110); the framework's validation compares them as written.
+        headers["content-type"] = headers["content-type"].lower()
     if not body:
         return None
-    content_type = (event.get("headers") or {}).get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type != JSON_CONTENT_TYPE:
-        return _answer(
-            400, "unsupported_content_type", f"the body must be JSON sent as 'content-type: {JSON_CONTENT_TYPE}', not '{content_type}'"
-        )
     limit = get_settings().max_body_bytes
     raw: bytes
     if event.get("isBase64Encoded"):

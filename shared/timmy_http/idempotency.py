@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
@@ -35,14 +35,7 @@ def _executor() -> Callable[..., dict[str, Any]]:
     global _execute, _execute_table, _config
     table = services().settings.table_name
     if _execute is None or _execute_table != table:
-        store = DynamoDBPersistenceLayer(
-            table_name=table,
-            key_attr="pk",
-            sort_key_attr="sk",
-            static_pk_value="IDEMPOTENCY",
-            expiry_attr="ttl",
-            boto3_client=services().store.client,
-        )
+        store = services().idempotency_persistence
         config = IdempotencyConfig(
             event_key_jmespath="[scope, key]",
             payload_validation_jmespath="body_sha256",

@@ -26,6 +26,7 @@ from timmy.ledger.model import (
     TransferState,
     account_key,
     must_not_overdraw,
+    require_sats,
     transfer_key,
 )
 
@@ -85,6 +86,7 @@ class Batch:
 
     def post(self, pending: Transfer, amount_sats: int) -> None:
         """Post a pending transfer for `amount_sats` ≤ its amount; the rest is released."""
+        require_sats(amount_sats, "a posted amount")
         if not 0 <= amount_sats <= pending.amount_sats:
             raise InvalidInput(f"a pending transfer of {pending.amount_sats} sats cannot post {amount_sats}")
         self._resolve(pending, TransferState.POSTED, amount_sats)
@@ -127,8 +129,7 @@ class Batch:
             raise InvalidInput("a transfer needs two different accounts")
         if clashing := set(meta) & Transfer.CORE_ATTRIBUTES:
             raise ValueError(f"meta may not overwrite a transfer's own attributes: {sorted(clashing)}")
-        if not isinstance(amount_sats, int) or isinstance(amount_sats, bool) or amount_sats < 0:
-            raise InvalidInput(f"a transfer moves a whole, non-negative number of sats, not {amount_sats!r}")
+        require_sats(amount_sats, "a transfer's amount")
         transfer = Transfer(transfer_id, debit, credit, amount_sats, code, state, self.now, expires_at=expires_at, meta=meta)
         pk, sk = transfer_key(transfer_id)
         item: dict[str, Any] = {

@@ -206,7 +206,7 @@ def test_a_credit_before_the_first_read_does_not_skip_the_seed(store: DynamoStor
 
 
 def test_the_budget_condition_holds_for_the_first_reservation_of_a_day(free_tier: FreeTierService) -> None:
-    assert free_tier._try_reserve(ESTABLISHED, "too-big", 51, 51) is None  # 51 > the 50-sat budget
+    assert free_tier._try_reserve(ESTABLISHED, "too-big", 51, 51) == (None, False)  # 51 > the 50-sat budget
     assert free_tier.pool_status().reserved_sats == 0
     assert free_tier.usage_today(ESTABLISHED.pubkey, "established").reserved_sats == 0
 

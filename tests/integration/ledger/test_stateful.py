@@ -124,7 +124,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(1, 500))
     def topup(self, amount: int) -> None:
-        self.service.topup(amount, "machine")
+        self.service.topup(amount, "machine", transfer_id=self._next_request())
         self.model.pool_posted += amount
 
     @rule()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
 from pydantic import BaseModel, Field
 
 from timmy.ports.queue import Queue
@@ -128,6 +127,8 @@ def openapi_spec() -> dict[str, Any]:
 
 
 def _function_schema(file: Path) -> dict[str, Any] | None:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI  # the spec route only: ~70 ms of import
+
     try:
         module = _load(f"{SPEC_MODULE_PREFIX}{file.parent.name}", file)
         resolver = getattr(module, "app", None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,6 +124,16 @@ class PoolStatus(BaseModel):
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did: holds voided, holds already resolved (a lagging index), holds whose void
+    failed this time (left for the next run)."""
+
+    voided: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -386,19 +396,31 @@ class FreeTierService:
         if hold.state is TransferState.POSTED:
             raise Conflict("the reservation was already settled by a grant", code="reservation_settled")
 
-    def sweep(self, page_size: int = SWEEP_PAGE_SIZE, pages_max: int = SWEEP_PAGES_MAX) -> int:
-        """Void holds past their expiry (a crashed worker strands nothing); answers how many.
+    def sweep(self, page_size: int = SWEEP_PAGE_SIZE, pages_max: int = SWEEP_PAGES_MAX) -> SweepReport:
+        """Void holds past their expiry (a crashed worker strands nothing).
 
-        Reads the pending index page by page until a page is not full (a page of holds already
-        resolved but still in the lagging index voids nothing and does not stop the sweep).
+        Pages through the pending index by key, so holds the lagging index still lists after they
+        were settled are stepped over, not re-read. A hold whose void fails (a lost answer, a busy
+        ledger) is counted and left for the next run; it does not stop the sweep.
         """
-        voided = 0
+        report = SweepReport()
+        start: dict[str, Any] | None = None
+        now = self.clock.now()
         for _page in range(pages_max):
-            expired = self.ledger.expired_pending(self.clock.now(), page_size)
-            voided += sum(self._release(hold) for hold in expired)
-            if len(expired) < page_size:
+            expired, start = self.ledger.expired_pending(now, page_size, start)
+            for hold in expired:
+                try:
+                    voided = self._release(hold)
+                except Exception as error:  # one hold's failure must not strand the rest
+                    report.failed.append(f"{hold.transfer_id}: {type(error).__name__}")
+                    continue
+                if voided:
+                    report.voided += 1
+                else:
+                    report.skipped += 1
+            if start is None:
                 break
-        return voided
+        return report
 
     def _release(self, hold: Transfer) -> bool:
         """Void one hold (and its budget share, for subsidies); False when it was already resolved."""

@@ -296,11 +296,18 @@ class Ledger:
         """Several items in one round trip (consistent)."""
         return self.store.batch_get(keys)
 
-    def expired_pending(self, now: float, limit: int) -> list[Transfer]:
-        """Holds whose expiry has passed, oldest first (the sparse pending index)."""
-        items, _ = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit)
-        # The index may lag; a stale hold fails its resolve condition and is simply skipped.
-        return [Transfer.from_item(item) for item in items]
+    def expired_pending(
+        self, now: float, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[Transfer], dict[str, Any] | None]:
+        """One page of holds whose expiry has passed, oldest first (the sparse pending index), and
+        the key the next page starts from (None after the last page).
+
+        The index may lag (a GSI is eventually consistent): it can still list holds already
+        resolved. Such a hold fails its resolve condition and is skipped; paging by key (not by
+        re-reading the first page) carries the sweep past them.
+        """
+        items, last = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit, start_key=start_key)
+        return [Transfer.from_item(item) for item in items], last
 
     # --- single-transfer conveniences ---------------------------------------------------
 

@@ -130,7 +130,7 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     def sweep(self) -> None:
         self.clock.advance(TTL_SECONDS + 1)
-        assert self.service.sweep() == len(self.model.holds)
+        assert self.service.sweep().voided == len(self.model.holds)
         self.model.holds.clear()
 
     @invariant()

@@ -16,6 +16,7 @@ from timmy.ports.clock import Clock
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    from timmy.estimate import EstimateService
     from timmy.free_tier import FreeTierService
     from timmy.identity.service import IdentityService
     from timmy.ledger import Ledger
@@ -116,6 +117,12 @@ class Services:
         return ExchangePriceOracle(
             exchange_sources(self.settings), DynamoPriceCache(self.store), self.clock, oracle_config(self.settings), self.telemetry
         )
+
+    @cached_property
+    def estimate(self) -> EstimateService:
+        from timmy.estimate import EstimateService
+
+        return EstimateService(self.pricing, self.free_tier)
 
     @cached_property
     def pricing(self) -> PricingService:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
-from timmy.free_tier.decision import Decision, Serve, decide_from
+from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
 from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX
@@ -474,13 +474,14 @@ class FreeTierService:
 
     # --- reads for the routes ------------------------------------------------------------
 
-    def usage_today(self, pubkey: str, tier: Tier) -> BudgetUsage:
+    def usage_today(self, pubkey: str, tier: Tier, *, blocked: bool = False) -> BudgetUsage:
+        """Today's budget of one identity; a blocked identity has none left."""
         pubkey = canonical_pubkey(pubkey)
         day = utc_day(self.clock.now())
         item = self.ledger.item(budget_day_key(pubkey, day)) or {}
         budget = self.settings.daily_budget_sats(tier)
         absorbed, reserved = item.get("absorbed_sats", 0), item.get("reserved_sats", 0)
-        return BudgetUsage(day, budget, absorbed, reserved, max(0, budget - absorbed - reserved))
+        return BudgetUsage(day, budget, absorbed, reserved, remaining_budget_sats(budget, absorbed + reserved, blocked))
 
     def grants(self, day: str | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page of a day's grant rows, oldest first; `next_cursor` continues."""

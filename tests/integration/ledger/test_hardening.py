@@ -171,3 +171,8 @@ def test_a_hold_settled_after_midnight_counts_on_its_reservation_day_everywhere(
     yesterday = free_tier.pool_status()
     assert (yesterday.absorbed_today_sats, yesterday.grants_today) == (30, 1)
     assert free_tier.usage_today(TRUSTED.pubkey, "trusted").absorbed_sats == 30
+
+
+def test_a_blocked_identity_has_no_budget_left_in_the_domain(free_tier: FreeTierService) -> None:
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted").remaining_sats == 200
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted", blocked=True).remaining_sats == 0

@@ -26,7 +26,7 @@ from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
 from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
-from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX
+from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, require_sats, transfer_key
 from timmy.pubkey import PUBKEY_HEX_LENGTH, canonical_pubkey
 
@@ -164,7 +164,7 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{POOL_SEED_TRANSFER_ID}" not in failed.labels:
+            if not failed.lost(Limit.TRANSFER_EXISTS, POOL_SEED_TRANSFER_ID):
                 raise
         self._seeded = True
 
@@ -340,7 +340,7 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{transfer_id}" in failed.labels:  # a concurrent twin of this request won
+            if failed.lost(Limit.TRANSFER_EXISTS, transfer_id):  # a concurrent twin of this request won
                 return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats), True
             return None, False
         return Reservation.from_transfer(transfer), False
@@ -378,7 +378,7 @@ class FreeTierService:
         _move_budget(batch, holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed)
         pool_after = self._pool(items).posted_balance_sats - actual_absorbed
         # Immutable: written once, in the transaction that posts the hold.
-        batch.put_once(f"grant:{transfer_id}", self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
+        batch.put_once(transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
         _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
         try:
             self.ledger.commit(batch)
@@ -433,7 +433,7 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"resolve:{hold.transfer_id}" in failed.labels:
+            if failed.lost(Limit.HOLD_RESOLVED, hold.transfer_id):
                 return False
             raise
         return True
@@ -519,7 +519,7 @@ def _move_budget(batch: Batch, pubkey: str, day: str, *, reserved: int, absorbed
     """
     attributes = None if budget_sats is None else {"budget_sats": budget_sats, "pubkey": pubkey, "day": day, "type": "budget_day"}
     batch.bounded_counter(
-        f"budget:{pubkey}:{day}",
+        f"{pubkey}:{day}",
         budget_day_key(pubkey, day),
         {"reserved_sats": reserved, "absorbed_sats": absorbed, "used_sats": reserved + absorbed},
         bound=None if budget_sats is None else ("used_sats", budget_sats),

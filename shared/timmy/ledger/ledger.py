@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from timmy.clock import Clock, iso
@@ -38,12 +39,40 @@ TRANSFER_ID_LENGTH_MAX = 200
 RETRYABLE_REASONS = frozenset({None, "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
-class ConditionFailed(Exception):
-    """One or more conditions of a committed batch failed; `labels` names them."""
+class Limit(StrEnum):
+    """What a failed condition of a transaction guarded."""
 
-    def __init__(self, labels: list[str]):
-        super().__init__(f"conditions failed: {labels}")
-        self.labels = labels
+    TRANSFER_EXISTS = "transfer"  # the transfer id was applied before (a replay, or a twin won)
+    HOLD_RESOLVED = "resolve"  # the hold was posted or voided meanwhile (or is not the one read)
+    OVERDRAFT = "account"  # a no-overdraft account has not enough available
+    BOUND = "counter"  # a bounded counter (a daily budget) has no room left
+    ROW_EXISTS = "row"  # an immutable row was written before
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One failed condition: which limit, and the id of what it guards (transfer, account, counter)."""
+
+    limit: Limit
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.limit.value}:{self.id}"
+
+
+class ConditionFailed(Exception):
+    """One or more conditions of a committed batch failed; `refused` says which, typed."""
+
+    def __init__(self, refused: list[Refused]):
+        super().__init__(f"conditions failed: {[str(r) for r in refused]}")
+        self.refused = refused
+
+    def lost(self, limit: Limit, id_: str) -> bool:
+        """Whether the condition `limit` on `id_` is one that failed."""
+        return Refused(limit, id_) in self.refused
+
+    def ids(self, limit: Limit) -> list[str]:
+        return [r.id for r in self.refused if r.limit is limit]
 
 
 @dataclass
@@ -51,7 +80,7 @@ class Batch:
     """Transfers and extra actions that commit together or not at all."""
 
     now: float
-    _actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _actions: list[tuple[Refused, dict[str, Any]]] = field(default_factory=list)
     _deltas: dict[str, Account] = field(default_factory=dict)  # each account's change, as an Account
     _counters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -88,24 +117,24 @@ class Batch:
         self._move(pending.debit_account_id, debits_pending=-pending.amount_sats)
         self._move(pending.credit_account_id, credits_pending=-pending.amount_sats)
 
-    def add(self, label: str, action: dict[str, Any]) -> None:
-        """An extra action of the same transaction; `label` names it when its condition fails."""
-        self._actions.append((label, action))
+    def _add(self, refused: Refused, action: dict[str, Any]) -> None:
+        """An action of the same transaction; `refused` is what its failed condition reports."""
+        self._actions.append((refused, action))
 
-    def put_once(self, label: str, item: dict[str, Any]) -> None:
-        """Write an immutable row (an audit row) in the same transaction; `label` fails if it exists."""
-        self.add(label, {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
+    def put_once(self, row_id: str, item: dict[str, Any]) -> None:
+        """Write an immutable row (an audit row) in the same transaction; refused as ROW_EXISTS `row_id`."""
+        self._add(Refused(Limit.ROW_EXISTS, row_id), {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
 
     def bounded_counter(
         self,
-        label: str,
+        counter_id: str,
         key: tuple[str, str],
         deltas: dict[str, int],
         *,
         bound: tuple[str, int] | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> None:
-        """Add `deltas` to an item's counters under a condition, labelled `label` when it fails.
+        """Add `deltas` to an item's counters under a condition; refused as BOUND `counter_id`.
 
         With `bound = (name, limit)` the counter `name` must stay ≤ `limit` after the update (the
         item's first update too); without, the item must already exist (a counter is only ever
@@ -124,8 +153,8 @@ class Batch:
             names["#bound"] = name
             values |= {":room": limit - deltas.get(name, 0), ":zero": 0}
             condition = "(attribute_not_exists(#bound) AND :room >= :zero) OR #bound <= :room"
-        self.add(
-            label,
+        self._add(
+            Refused(Limit.BOUND, counter_id),
             {
                 "Update": {
                     "Key": {"pk": key[0], "sk": key[1]},
@@ -180,7 +209,9 @@ class Batch:
             item["expires_at"] = _decimal_seconds(expires_at)
             # A sparse index of holds by expiry: the sweeper's only access pattern.
             item["gsi1pk"], item["gsi1sk"] = PENDING_INDEX_PARTITION, f"{iso(expires_at)}#{transfer_id}"
-        self._actions.append((f"transfer:{transfer_id}", {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}))
+        self._actions.append(
+            (Refused(Limit.TRANSFER_EXISTS, transfer_id), {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
+        )
         return transfer
 
     def _resolve(self, pending: Transfer, state: TransferState, posted_sats: int | None) -> None:
@@ -197,7 +228,7 @@ class Batch:
             values[":posted"] = posted_sats
         self._actions.append(
             (
-                f"resolve:{pending.transfer_id}",
+                Refused(Limit.HOLD_RESOLVED, pending.transfer_id),
                 {
                     "Update": {
                         "Key": {"pk": pk, "sk": sk},
@@ -211,13 +242,14 @@ class Batch:
             )
         )
 
-    def actions(self) -> list[tuple[str, dict[str, Any]]]:
+    def actions(self) -> list[tuple[Refused, dict[str, Any]]]:
         """Every action of the transaction, account updates merged one per account."""
         account_actions = [
-            (f"account:{account_id}", _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())
+            (Refused(Limit.OVERDRAFT, account_id), _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())
         ]
         counter_actions = [
-            (f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())
+            (Refused(Limit.BOUND, pk), _counter_update(pk, sk, c["attributes"], c["deltas"]))
+            for (pk, sk), c in sorted(self._counters.items())
         ]
         labelled = self._actions + account_actions + counter_actions
         keys = [_item_key(action) for _, action in labelled]
@@ -292,7 +324,7 @@ class Ledger:
     def commit(self, batch: Batch) -> None:
         """Run the batch as one transaction; retries conflicts (bounded, jittered).
 
-        Raises `ConditionFailed` naming every failed condition; nothing is written then.
+        Raises `ConditionFailed` with every failed condition, typed; nothing is written then.
         """
         labelled = batch.actions()
         if len(labelled) > TRANSACTION_ACTIONS_MAX:
@@ -368,14 +400,14 @@ class Ledger:
 
     def _replayed(self, attempted: Transfer, failed: ConditionFailed) -> Transfer:
         """The answer to a transfer whose id was applied before (or the error that stopped it)."""
-        if f"transfer:{attempted.transfer_id}" in failed.labels:
+        if failed.lost(Limit.TRANSFER_EXISTS, attempted.transfer_id):
             existing = self.transfer(attempted.transfer_id)
             if existing is None:  # pragma: no cover - a put cannot fail on an absent item
                 raise Conflict("the transfer could not be written; retry")
             if not existing.same_request(attempted):
                 raise AlreadyApplied(f"transfer {attempted.transfer_id} was applied before with other parameters")
             return existing
-        accounts = [label.split(":", 1)[1] for label in failed.labels if label.startswith("account:")]
+        accounts = failed.ids(Limit.OVERDRAFT)
         raise InsufficientFunds(f"not enough sats available in {', '.join(accounts) or 'the ledger'}")
 
     def require_transfer(self, transfer_id: str) -> Transfer:

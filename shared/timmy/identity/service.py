@@ -16,6 +16,7 @@ from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, Verifie
 from timmy.identity.nostr import npub_from_hex
 from timmy.identity.tiers import Profile, profile_key, record_paid_action
 from timmy.identity.tokens import TokenSigner
+from timmy.ports.store import Store
 
 # An event id is remembered a little longer than the window in which it could be accepted, so
 # DynamoDB's (lazy) TTL deletion can never reopen it: after ttl the time check refuses it anyway.
@@ -40,7 +41,7 @@ class IssuedToken:
 class IdentityService:
     """Nostr identities: authentication, tokens, tiers and the operator's controls."""
 
-    def __init__(self, store: Any, settings: Settings, clock: Clock, token_secret: Callable[[], str]):
+    def __init__(self, store: Store, settings: Settings, clock: Clock, token_secret: Callable[[], str]):
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -106,7 +107,7 @@ class IdentityService:
 
     def profile(self, pubkey: str) -> Profile:
         """The stored standing of `pubkey` (an empty profile when never seen)."""
-        return Profile.from_item(pubkey, self.store.get(**profile_key(pubkey)))
+        return Profile.from_item(pubkey, self.store.get(*_key(profile_key(pubkey))))
 
     def caller(self, pubkey: str) -> Caller:
         """The authenticated caller `pubkey` with its effective tier and block flag."""
@@ -154,3 +155,7 @@ class IdentityService:
             "paid_requests": profile.paid_requests,
             "first_seen_at": iso(profile.first_seen_at) if profile.first_seen_at is not None else None,
         }
+
+
+def _key(key: dict[str, str]) -> tuple[str, str]:
+    return key["pk"], key["sk"]

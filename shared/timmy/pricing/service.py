@@ -14,9 +14,9 @@ from typing import Any
 
 from timmy.config import Settings
 from timmy.money import usd_to_sats
+from timmy.ports.price_source import PriceOracle
 from timmy.pricing.catalogue import TOKENS_PER_PRICE_UNIT, Catalogue, Model, default_catalogue
 from timmy.pricing.limits import RequestLimits
-from timmy.pricing.oracle import PriceOracle
 from timmy.pricing.tokens import input_tokens_upper_bound
 from timmy.telemetry import LoggingTelemetry, Telemetry
 

@@ -154,3 +154,20 @@ def test_the_ledger_itself_refuses_fractional_and_huge_amounts(ledger: Ledger) -
     for amount in [Decimal("5.5"), SATS_MAX + 1, True]:
         with pytest.raises(InvalidInput):
             ledger.create_transfer("t", "operator-equity", "operator-revenue", amount, "test")  # type: ignore[arg-type]
+
+
+def test_a_hold_settled_after_midnight_counts_on_its_reservation_day_everywhere(free_tier: FreeTierService, clock: FixedClock) -> None:
+    clock.current = 1_790_035_190.0  # 2026-09-21 23:59:50 UTC
+    free_tier.decide_and_reserve(TRUSTED, 40, "late")
+    clock.advance(20)  # 00:00:10, the next UTC day
+    free_tier.record_grant(TRUSTED.pubkey, "late", 30, 40)
+    today = free_tier.pool_status()  # GET /api/pool: the figures of the settling day are untouched
+    assert (today.absorbed_today_sats, today.grants_today, today.balance_sats) == (0, 0, 2_000 - 30)
+    assert free_tier.grants(None)["grants"] == []
+    (row,) = free_tier.grants("2026-09-21")["grants"]
+    assert (row["day"], row["absorbed_sats"]) == ("2026-09-21", 30)
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted").absorbed_sats == 0  # today's budget is whole
+    clock.advance(-20)
+    yesterday = free_tier.pool_status()
+    assert (yesterday.absorbed_today_sats, yesterday.grants_today) == (30, 1)
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted").absorbed_sats == 30

@@ -19,10 +19,21 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.handlers import ACCOUNT_ID, FunctionSpec, HandlerLoader
+from local.environments import InvocationTimeout, Throttled
+from local.handlers import ACCOUNT_ID, FunctionSpec
+
+
+class Invoker(Protocol):
+    """HandlerLoader (in this process) or ExecutionEnvironments (one process per environment)."""
+
+    @property
+    def specs(self) -> Mapping[str, FunctionSpec]: ...
+
+    def invoke(self, logical_id: str, event: Any) -> Any: ...
+
 
 API_ID = "local"
 PAYLOAD_BYTES_MAX = 10 * 1024 * 1024  # API Gateway HTTP API's own request limit
@@ -179,7 +190,7 @@ def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, s
 class Gateway:
     """A ThreadingHTTPServer on 127.0.0.1:`port` in a daemon thread; `stop()` ends it."""
 
-    def __init__(self, port: int, loader: HandlerLoader, *, host: str = "127.0.0.1", cors: Mapping[str, Any] | None = None):
+    def __init__(self, port: int, loader: Invoker, *, host: str = "127.0.0.1", cors: Mapping[str, Any] | None = None):
         self.loader = loader
         self.router = Router(routes_from(loader.specs))
         self.cors = cors or {}
@@ -223,6 +234,12 @@ class Gateway:
             result = self.loader.invoke(route.function, event)
         except FileNotFoundError as missing:
             return _error(503, "not_deployed", f"{route.route_key} belongs to {route.function}, but {missing}")
+        except Throttled:
+            # What API Gateway answers when Lambda throttles the integration.
+            return _error(429, "too_many_requests", f"{route.function} is at its concurrency limit; retry shortly")
+        except InvocationTimeout:
+            print(f"  {route.function} ran past its Timeout; its environment was killed", file=sys.stderr, flush=True)
+            return _error(504, "integration_timeout", f"{route.function} did not answer within its timeout")
         except Exception:
             # API Gateway answers 500 when the function itself fails; the traceback goes to the log only.
             traceback.print_exc(file=sys.stderr)

@@ -26,6 +26,11 @@ class Decision:
         return asdict(self)
 
 
+def remaining_budget_sats(budget_sats: int, used_today_sats: int, blocked: bool = False) -> int:
+    """What is left of a daily budget: nothing for a blocked identity (a block always gates)."""
+    return 0 if blocked else max(0, budget_sats - used_today_sats)
+
+
 def decide_from(caller: Caller | None, estimated_sats: int, budget_sats: int, used_today_sats: int, pool_available_sats: int) -> Decision:
     """`absorbable = min(estimated, budget − used today, pool available)`; free when it covers all.
 
@@ -38,7 +43,7 @@ def decide_from(caller: Caller | None, estimated_sats: int, budget_sats: int, us
         return Decision("gate", 0, estimated_sats, caller.tier, "this identity is blocked by the operator")
     if budget_sats == 0:  # checked first: a 0-sat estimate is no way around the tier's rule
         return Decision("gate", 0, estimated_sats, caller.tier, f"the {caller.tier} tier has no free budget")
-    remaining_today = max(0, budget_sats - used_today_sats)
+    remaining_today = remaining_budget_sats(budget_sats, used_today_sats)
     absorbable = max(0, min(estimated_sats, remaining_today, pool_available_sats))
     if absorbable == estimated_sats:
         return Decision("free", absorbable, 0, caller.tier, "within today's budget and the pool")

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
-from timmy.free_tier.decision import Decision, Serve, decide_from
+from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
-from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX
+from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, require_sats, transfer_key
 from timmy.pubkey import PUBKEY_HEX_LENGTH, canonical_pubkey
 
@@ -164,7 +164,7 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{POOL_SEED_TRANSFER_ID}" not in failed.labels:
+            if not failed.lost(Limit.TRANSFER_EXISTS, POOL_SEED_TRANSFER_ID):
                 raise
         self._seeded = True
 
@@ -336,11 +336,11 @@ class FreeTierService:
             day=day,
             budget_sats=budget,
         )
-        batch.add(f"budget:{caller.pubkey}:{day}", _budget_update(caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget))
+        _move_budget(batch, caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget)
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{transfer_id}" in failed.labels:  # a concurrent twin of this request won
+            if failed.lost(Limit.TRANSFER_EXISTS, transfer_id):  # a concurrent twin of this request won
                 return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats), True
             return None, False
         return Reservation.from_transfer(transfer), False
@@ -375,9 +375,10 @@ class FreeTierService:
         batch.post(hold, actual_absorbed)
         # The hold's own identity and day, never the caller's say.
         holder, day = hold.meta["pubkey"], hold.meta["day"]
-        batch.add(f"budget:{holder}:{day}", _budget_update(holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed))
+        _move_budget(batch, holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed)
         pool_after = self._pool(items).posted_balance_sats - actual_absorbed
-        batch.add(f"grant:{transfer_id}", self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
+        # Immutable: written once, in the transaction that posts the hold.
+        batch.put_once(transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
         _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
         try:
             self.ledger.commit(batch)
@@ -428,11 +429,11 @@ class FreeTierService:
         batch.void(hold)
         if hold.code == TransferCode.SUBSIDY:
             pubkey, day = hold.meta["pubkey"], hold.meta["day"]
-            batch.add(f"budget:{pubkey}:{day}", _budget_update(pubkey, day, reserved=-hold.amount_sats, absorbed=0))
+            _move_budget(batch, pubkey, day, reserved=-hold.amount_sats, absorbed=0)
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"resolve:{hold.transfer_id}" in failed.labels:
+            if failed.lost(Limit.HOLD_RESOLVED, hold.transfer_id):
                 return False
             raise
         return True
@@ -469,24 +470,24 @@ class FreeTierService:
             "granted_at": iso(now),
             "pool_balance_after_sats": pool_after,
         }
-        # Immutable: written once, in the transaction that posts the hold.
-        return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        return item
 
     # --- reads for the routes ------------------------------------------------------------
 
-    def usage_today(self, pubkey: str, tier: Tier) -> BudgetUsage:
+    def usage_today(self, pubkey: str, tier: Tier, *, blocked: bool = False) -> BudgetUsage:
+        """Today's budget of one identity; a blocked identity has none left."""
         pubkey = canonical_pubkey(pubkey)
         day = utc_day(self.clock.now())
-        item = self.ledger.store.get(*budget_day_key(pubkey, day)) or {}
+        item = self.ledger.item(budget_day_key(pubkey, day)) or {}
         budget = self.settings.daily_budget_sats(tier)
         absorbed, reserved = item.get("absorbed_sats", 0), item.get("reserved_sats", 0)
-        return BudgetUsage(day, budget, absorbed, reserved, max(0, budget - absorbed - reserved))
+        return BudgetUsage(day, budget, absorbed, reserved, remaining_budget_sats(budget, absorbed + reserved, blocked))
 
     def grants(self, day: str | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page of a day's grant rows, oldest first; `next_cursor` continues."""
         day = day or utc_day(self.clock.now())
         start = _decode_cursor(cursor, grants_partition(day)) if cursor else None
-        items, last = self.ledger.store.query(grants_partition(day), limit=limit, start_key=start)
+        items, last = self.ledger.page(grants_partition(day), limit, start)
         rows = [{k: v for k, v in item.items() if k not in ("pk", "sk", "type")} for item in items]
         return {"day": day, "grants": rows, "next_cursor": _encode_cursor(last) if last else None}
 
@@ -510,36 +511,20 @@ class FreeTierService:
         return Account.from_item(items.get(account_key(POOL)), POOL)
 
 
-def _budget_update(pubkey: str, day: str, *, reserved: int, absorbed: int, budget_sats: int | None = None) -> dict[str, Any]:
+def _move_budget(batch: Batch, pubkey: str, day: str, *, reserved: int, absorbed: int, budget_sats: int | None = None) -> None:
     """Move an identity's day counter; `used_sats` stays absorbed + reserved.
 
-    With `budget_sats` (a new reservation) the daily budget is the condition, next to the debit
-    it guards: absorbed + reserved ≤ budget after the update, for the day's first hold too.
-    Otherwise (settling or releasing) the counter must exist.
+    With `budget_sats` (a new reservation) the daily budget bounds `used_sats`, next to the debit
+    it guards, for the day's first hold too; settling or releasing only moves an existing counter.
     """
-    pk, sk = budget_day_key(pubkey, day)
-    values: dict[str, Any] = {":reserved": reserved, ":absorbed": absorbed, ":used": reserved + absorbed}
-    update: dict[str, Any] = {
-        "Key": {"pk": pk, "sk": sk},
-        "UpdateExpression": "ADD reserved_sats :reserved, absorbed_sats :absorbed, used_sats :used",
-        "ConditionExpression": "attribute_exists(pk)",
-        "ExpressionAttributeValues": values,
-    }
-    if budget_sats is not None:
-        update["UpdateExpression"] += " SET budget_sats = :budget, pubkey = :pubkey, #day = :day, #type = :type"
-        update["ConditionExpression"] = "(attribute_not_exists(used_sats) AND :room >= :zero) OR used_sats <= :room"
-        update["ExpressionAttributeNames"] = {"#day": "day", "#type": "type"}
-        values.update(
-            {
-                ":budget": budget_sats,
-                ":room": budget_sats - reserved - absorbed,
-                ":zero": 0,
-                ":pubkey": pubkey,
-                ":day": day,
-                ":type": "budget_day",
-            }
-        )
-    return {"Update": update}
+    attributes = None if budget_sats is None else {"budget_sats": budget_sats, "pubkey": pubkey, "day": day, "type": "budget_day"}
+    batch.bounded_counter(
+        f"{pubkey}:{day}",
+        budget_day_key(pubkey, day),
+        {"reserved_sats": reserved, "absorbed_sats": absorbed, "used_sats": reserved + absorbed},
+        bound=None if budget_sats is None else ("used_sats", budget_sats),
+        attributes=attributes,
+    )
 
 
 def _count_pool_stats(batch: Batch, day: str, **deltas: int) -> None:

@@ -171,3 +171,26 @@ def test_a_hold_settled_after_midnight_counts_on_its_reservation_day_everywhere(
     yesterday = free_tier.pool_status()
     assert (yesterday.absorbed_today_sats, yesterday.grants_today) == (30, 1)
     assert free_tier.usage_today(TRUSTED.pubkey, "trusted").absorbed_sats == 30
+
+
+def test_a_blocked_identity_has_no_budget_left_in_the_domain(free_tier: FreeTierService) -> None:
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted").remaining_sats == 200
+    assert free_tier.usage_today(TRUSTED.pubkey, "trusted", blocked=True).remaining_sats == 0
+
+
+def test_a_lost_race_is_a_typed_outcome_naming_what_stopped_it(free_tier: FreeTierService, ledger: Ledger) -> None:
+    from timmy.ledger import ConditionFailed, Limit, Refused
+
+    free_tier.ensure_seeded()
+    batch = ledger.batch()
+    batch.bounded_counter("someone:today", ("COUNTER#x", "DAY"), {"used_sats": 60}, bound=("used_sats", 50))
+    batch.transfer("pool-seed", "operator-equity", "pool", 1, "pool_seed")
+    batch.transfer("too-much", "pool", "operator-revenue", 5_000, "test")
+    with pytest.raises(ConditionFailed) as failed:
+        ledger.commit(batch)
+    assert set(failed.value.refused) == {
+        Refused(Limit.BOUND, "someone:today"),
+        Refused(Limit.TRANSFER_EXISTS, "pool-seed"),
+        Refused(Limit.OVERDRAFT, "pool"),
+    }
+    assert failed.value.ids(Limit.OVERDRAFT) == ["pool"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from timmy.adapters.dynamodb_updates import ITEM_ABSENT, update_action
 from timmy.clock import Clock, iso
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import InvalidInput, Unauthorized
@@ -64,7 +65,7 @@ class IdentityService:
             "pubkey": verified.pubkey,
             "ttl": verified.created_at + REPLAY_MEMORY_SECONDS,
         }
-        if not self.store.put(item, condition="attribute_not_exists(pk)"):
+        if not self.store.put(item, condition=ITEM_ABSENT):
             raise Unauthorized("this NIP-98 event was already used; sign a fresh one per request", code="nip98_replayed")
 
     def authenticate_token(self, token: str) -> str:
@@ -91,17 +92,7 @@ class IdentityService:
         return IssuedToken(token=token, pubkey=pubkey, tier=profile.tier(self.settings, now), expires_at=expires_at)
 
     def _mark_seen(self, pubkey: str, now: float) -> None:
-        self.store.transact(
-            [
-                {
-                    "Update": {
-                        "Key": profile_key(pubkey),
-                        "UpdateExpression": "SET first_seen_at = if_not_exists(first_seen_at, :now), pubkey = :pubkey",
-                        "ExpressionAttributeValues": {":now": int(now), ":pubkey": pubkey},
-                    }
-                }
-            ]
-        )
+        self.store.transact([update_action(profile_key(pubkey), set_={"pubkey": pubkey}, set_if_absent={"first_seen_at": int(now)})])
 
     # --- tiers ---------------------------------------------------------------------------------
 
@@ -126,19 +117,15 @@ class IdentityService:
             raise InvalidInput("give 'tier' (a tier or null) and/or 'blocked' (true or false)", code="nothing_to_change")
         if not isinstance(tier, _Unset) and tier is not None and tier not in TIERS:
             raise InvalidInput(f"'tier' must be one of {', '.join(TIERS)} or null", code="invalid_tier")
-        sets = ["pubkey = :pubkey", "controls_updated_at = :now"]
+        sets: dict[str, Any] = {"pubkey": pubkey, "controls_updated_at": iso(self.clock.now())}
         removes: list[str] = []
-        values: dict[str, Any] = {":pubkey": pubkey, ":now": iso(self.clock.now())}
         if tier is None:
             removes.append("pinned_tier")
         elif not isinstance(tier, _Unset):
-            sets.append("pinned_tier = :tier")
-            values[":tier"] = tier
+            sets["pinned_tier"] = tier
         if not isinstance(blocked, _Unset):
-            sets.append("blocked = :blocked")
-            values[":blocked"] = bool(blocked)
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        self.store.transact([{"Update": {"Key": profile_key(pubkey), "UpdateExpression": expression, "ExpressionAttributeValues": values}}])
+            sets["blocked"] = bool(blocked)
+        self.store.transact([update_action(profile_key(pubkey), set_=sets, remove=removes)])
         return self.profile(pubkey)
 
     def describe(self, profile: Profile) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class Invoker(Protocol):
 
 
 API_ID = "local"
+READ_SECONDS_MAX = 10.0  # per socket read: the headers and the body must keep coming
 PAYLOAD_BYTES_MAX = 10 * 1024 * 1024  # API Gateway HTTP API's own request limit
 
 
@@ -224,6 +225,8 @@ class Gateway:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """One request, start to end: route, build the event, invoke, shape the answer."""
         path = urlsplit(target).path or "/"
+        if method == "HEAD":
+            method = "GET"  # HEAD answers as GET does; the body is left out when sent
         route, params = self.router.resolve(method, path)
         if route is None:
             return _error(404, "not_found", f"no route {method} {path}")
@@ -257,6 +260,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     owner: Gateway
     protocol_version = "HTTP/1.1"
     server_version = "timmy-local-gateway"
+    timeout = READ_SECONDS_MAX  # a slow header or body (or an idle keep-alive) closes the connection
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version in `Server:`
 
     def setup(self) -> None:
         super().setup()
@@ -273,8 +280,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(*_error(code, "bad_request" if code < 500 else "not_implemented", reason), close=True)
 
     def _serve(self) -> None:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+        encoding = self.headers.get("transfer-encoding")
+        if encoding is not None and encoding.strip().lower() == "chunked":
             self._send(*_error(411, "length_required", "send the body with a Content-Length (API Gateway does not stream)"), close=True)
+            return
+        if encoding is not None:
+            # `gzip, chunked` and the like: never guess where the body ends (request smuggling).
+            self._send(*_error(501, "unsupported_transfer_encoding", "send the body plain, with a Content-Length"), close=True)
+            return
+        if len(self.headers.get_all("content-length") or []) > 1:
+            self._send(*_error(400, "bad_request", "send one Content-Length header"), close=True)
             return
         declared = self.headers.get("content-length") or "0"
         if not declared.isdigit():

@@ -1,7 +1,7 @@
 """`PricingService`: the one place that prices work (contract section 1).
 
 Every path — the estimate route, jobs, sessions, the worker's settlement — prices tokens through
-`_sats_for_tokens`, so the infra overhead and the margin are applied exactly once (the earlier
+`work_fee_usd`, so the infra overhead and the margin are applied exactly once (the earlier
 version applied them twice on the session path: see tests/unit/test_pricing.py's regression test).
 """
 

@@ -142,3 +142,20 @@ def test_a_queue_message_whose_handler_was_killed_is_redelivered(env_stack: EnvS
     while len(received) < 2 and time.monotonic() < deadline:
         poller.poll_once(mapping, client)
     assert len(received) >= 2 and received[0] == received[1]  # the same message, delivered again
+
+
+def test_a_code_change_retires_the_warm_environments(tmp_path: Path) -> None:
+    code = tmp_path / "app.py"
+    code.write_text("import os\ndef handler(event, context):\n    return {'version': 'v1', 'pid': os.getpid()}\n")
+    spec = dataclasses.replace(next(iter(function_specs().values())), logical_id="EchoFunction", file=code, attribute="handler")
+    environments = ExecutionEnvironments({"EchoFunction": spec}, watch=False, concurrency=1)
+    try:
+        first = environments.invoke("EchoFunction", {})
+        assert environments.invoke("EchoFunction", {})["pid"] == first["pid"]  # warm
+        code.write_text(code.read_text().replace("v1", "v2"))
+        environments.reload()  # what the watcher thread does when a .py under functions/ or shared/ changes
+        second = environments.invoke("EchoFunction", {})
+        assert second["version"] == "v2" and second["pid"] != first["pid"]
+        assert not Path(f"/proc/{first['pid']}").exists()
+    finally:
+        environments.stop()

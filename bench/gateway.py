@@ -1,7 +1,8 @@
 """p50 and p99 through the local gateway on DynamoDB Local, against `sam local start-api`'s ~720 ms.
 
 Starts the same parts `make run` does (in memory, free ports), warms each route once (the cold
-start), then times sequential requests over one keep-alive connection.
+start, timed), then times sequential requests over one keep-alive connection, then 32 concurrent
+clients (BENCH_CLIENTS) against execution environments that grow up to 32.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "300"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SAM_LOCAL_MS = 720  # reported per call for sam local start-api with DynamoDB Local
 
 
@@ -57,8 +60,8 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     from local.dynamodb import DynamoDBLocal
+    from local.environments import ExecutionEnvironments
     from local.gateway import Gateway
-    from local.handlers import HandlerLoader
     from local.sqs import LocalSQS
 
     dynamodb = DynamoDBLocal().start()
@@ -67,20 +70,35 @@ def main() -> None:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.endpoint_url
         dynamodb.create_table(os.environ["TABLE_NAME"])
         sqs.start().export()
-        loader = HandlerLoader(watch=True)
+        loader = ExecutionEnvironments(watch=True, concurrency=CLIENTS)
         gateway = Gateway(0, loader).start()
         pool_served = loader.specs["EstimateFunction"].exists
         routes = ["/api/health", "/api/pool" if pool_served else "/api/health"]
-        print(f"{REQUESTS} sequential requests per route, one keep-alive connection, after one warm-up call")
+        print(f"{REQUESTS} sequential requests per route, one keep-alive connection, after one cold-start call")
         for path in dict.fromkeys(routes):
-            timed(gateway.port, path, 1)
+            cold = timed(gateway.port, path, 1)[0]
+            print(f"GET {path:<14} first request (cold start: a new environment imports the function) {cold:6.0f} ms")
             samples = timed(gateway.port, path, REQUESTS)
             p50, p99 = percentile(samples, 50), percentile(samples, 99)
             what = "DescribeTable + 2x GetQueueAttributes" if path == "/api/health" else "reads the pool from the table"
             print(
                 f"GET {path:<14} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  mean {statistics.fmean(samples):6.1f} ms  ({what}; sam local start-api ~{SAM_LOCAL_MS} ms: {SAM_LOCAL_MS / p50:.0f}x)"
             )
+        path = routes[-1]
+        per_client = max(1, REQUESTS // CLIENTS)
+        with ThreadPoolExecutor(CLIENTS) as clients:  # a first round cold-starts the environments
+            list(clients.map(lambda _: timed(gateway.port, path, 2), range(CLIENTS)))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as clients:
+            batches = list(clients.map(lambda _: timed(gateway.port, path, per_client), range(CLIENTS)))
+        elapsed = time.perf_counter() - started
+        samples = [ms for batch in batches for ms in batch]
+        print(
+            f"GET {path:<14} {CLIENTS} concurrent clients: p50 {percentile(samples, 50):6.1f} ms  p99 {percentile(samples, 99):6.1f} ms"
+            f"  {len(samples) / elapsed:6.0f} req/s (sequential: {1000 / p50:.0f} req/s at p50)  {loader.pools['EstimateFunction'].cold_starts} environments"
+        )
         gateway.stop()
+        loader.stop()
     finally:
         sqs.stop()
         dynamodb.stop()

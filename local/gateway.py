@@ -19,12 +19,24 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.handlers import ACCOUNT_ID, FunctionSpec, HandlerLoader
+from local.environments import InvocationTimeout, Throttled
+from local.handlers import ACCOUNT_ID, FunctionSpec
+
+
+class Invoker(Protocol):
+    """HandlerLoader (in this process) or ExecutionEnvironments (one process per environment)."""
+
+    @property
+    def specs(self) -> Mapping[str, FunctionSpec]: ...
+
+    def invoke(self, logical_id: str, event: Any) -> Any: ...
+
 
 API_ID = "local"
+READ_SECONDS_MAX = 10.0  # per socket read: the headers and the body must keep coming
 PAYLOAD_BYTES_MAX = 10 * 1024 * 1024  # API Gateway HTTP API's own request limit
 
 
@@ -176,10 +188,15 @@ def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, s
     return status, [("content-type", "application/json")], json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 resets connections when 16 clients connect at once on a loaded machine.
+    request_queue_size = 128
+
+
 class Gateway:
     """A ThreadingHTTPServer on 127.0.0.1:`port` in a daemon thread; `stop()` ends it."""
 
-    def __init__(self, port: int, loader: HandlerLoader, *, host: str = "127.0.0.1", cors: Mapping[str, Any] | None = None):
+    def __init__(self, port: int, loader: Invoker, *, host: str = "127.0.0.1", cors: Mapping[str, Any] | None = None):
         self.loader = loader
         self.router = Router(routes_from(loader.specs))
         self.cors = cors or {}
@@ -188,7 +205,7 @@ class Gateway:
         class _Handler(_RequestHandler):
             owner = gateway
 
-        self.server = ThreadingHTTPServer((host, port), _Handler)
+        self.server = _Server((host, port), _Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread: threading.Thread | None = None
@@ -213,6 +230,8 @@ class Gateway:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """One request, start to end: route, build the event, invoke, shape the answer."""
         path = urlsplit(target).path or "/"
+        if method == "HEAD":
+            method = "GET"  # HEAD answers as GET does; the body is left out when sent
         route, params = self.router.resolve(method, path)
         if route is None:
             return _error(404, "not_found", f"no route {method} {path}")
@@ -223,6 +242,12 @@ class Gateway:
             result = self.loader.invoke(route.function, event)
         except FileNotFoundError as missing:
             return _error(503, "not_deployed", f"{route.route_key} belongs to {route.function}, but {missing}")
+        except Throttled:
+            # What API Gateway answers when Lambda throttles the integration.
+            return _error(429, "too_many_requests", f"{route.function} is at its concurrency limit; retry shortly")
+        except InvocationTimeout:
+            print(f"  {route.function} ran past its Timeout; its environment was killed", file=sys.stderr, flush=True)
+            return _error(504, "integration_timeout", f"{route.function} did not answer within its timeout")
         except Exception:
             # API Gateway answers 500 when the function itself fails; the traceback goes to the log only.
             traceback.print_exc(file=sys.stderr)
@@ -240,6 +265,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     owner: Gateway
     protocol_version = "HTTP/1.1"
     server_version = "timmy-local-gateway"
+    timeout = READ_SECONDS_MAX  # a slow header or body (or an idle keep-alive) closes the connection
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version in `Server:`
 
     def setup(self) -> None:
         super().setup()
@@ -256,8 +285,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(*_error(code, "bad_request" if code < 500 else "not_implemented", reason), close=True)
 
     def _serve(self) -> None:
-        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+        encoding = self.headers.get("transfer-encoding")
+        if encoding is not None and encoding.strip().lower() == "chunked":
             self._send(*_error(411, "length_required", "send the body with a Content-Length (API Gateway does not stream)"), close=True)
+            return
+        if encoding is not None:
+            # `gzip, chunked` and the like: never guess where the body ends (request smuggling).
+            self._send(*_error(501, "unsupported_transfer_encoding", "send the body plain, with a Content-Length"), close=True)
+            return
+        if len(self.headers.get_all("content-length") or []) > 1:
+            self._send(*_error(400, "bad_request", "send one Content-Length header"), close=True)
             return
         declared = self.headers.get("content-length") or "0"
         if not declared.isdigit():

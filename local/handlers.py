@@ -41,6 +41,7 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     events: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: the pool's cap
 
     @property
     def module_name(self) -> str:
@@ -70,6 +71,7 @@ def function_specs(template_path: Path = TEMPLATE_PATH) -> dict[str, FunctionSpe
             timeout_seconds=int(props.get("Timeout", globals_.get("Timeout", 3))),
             memory_mb=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
             events=dict(props.get("Events") or {}),
+            reserved_concurrency=int(props["ReservedConcurrentExecutions"]) if props.get("ReservedConcurrentExecutions") else None,
         )
     return specs
 

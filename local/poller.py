@@ -14,10 +14,14 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from local.handlers import REGION, HandlerLoader
+from local.environments import InvocationTimeout
+from local.handlers import REGION
 from local.sqs import LocalSQS
+
+if TYPE_CHECKING:
+    from local.gateway import Invoker
 
 RECEIVE_MAX = 10  # SQS's own limit per ReceiveMessage
 WAIT_SECONDS = 1  # long-poll length: also how long stop() may wait for a thread
@@ -36,7 +40,7 @@ class EventSourceMapping:
     report_batch_item_failures: bool
 
 
-def mappings_from(loader: HandlerLoader) -> list[EventSourceMapping]:
+def mappings_from(loader: Invoker) -> list[EventSourceMapping]:
     found = []
     for spec in loader.specs.values():
         for props in spec.events_of_type("SQS").values():
@@ -95,9 +99,7 @@ def failed_ids(result: Any, records: list[dict[str, Any]], report_failures: bool
 class Poller:
     """Threads that feed each queue's messages to its function, until `stop()`."""
 
-    def __init__(
-        self, sqs: LocalSQS, loader: HandlerLoader, *, invoke: Invoke | None = None, mappings: list[EventSourceMapping] | None = None
-    ):
+    def __init__(self, sqs: LocalSQS, loader: Invoker, *, invoke: Invoke | None = None, mappings: list[EventSourceMapping] | None = None):
         self.sqs = sqs
         self.loader = loader
         self.invoke = invoke or loader.invoke
@@ -142,6 +144,10 @@ class Poller:
         records = [sqs_record(m, arn) for m in messages]
         try:
             result = self.invoke(mapping.function, {"Records": records})
+        except InvocationTimeout as timeout:
+            # Killed with its environment: the batch comes back after its visibility timeout.
+            print(f"  {timeout}; the batch will be redelivered", file=sys.stderr, flush=True)
+            return len(records)
         except Exception:
             # The whole batch failed: every message comes back after its visibility timeout.
             traceback.print_exc(file=sys.stderr)

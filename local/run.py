@@ -129,7 +129,8 @@ def banner(url: str, data_dir: Path) -> str:
   Try:  curl -s {url}/api/health
         curl -s "{url}/api/estimate?request=hello&model=timmy-local"
 
-  Code changes under functions/ and shared/ are picked up on the next request. Ctrl-C stops everything.
+  Each function runs in its own processes, one event at a time, as in Lambda; code changes under
+  functions/ and shared/ retire the warm ones (the next request is a cold start). Ctrl-C stops everything.
 """
 
 
@@ -146,8 +147,8 @@ def main() -> int:
         signal.signal(signum, lambda *_: stopping.set())
 
     from local.dynamodb import DynamoDBLocal
+    from local.environments import ExecutionEnvironments, choose_python
     from local.gateway import Gateway
-    from local.handlers import HandlerLoader
     from local.poller import Poller
     from local.sqs import LocalSQS
 
@@ -161,7 +162,10 @@ def main() -> int:
         sqs = LocalSQS()
         started.append(sqs)
         sqs.start().export()
-        loader = HandlerLoader()
+        python, runtime_note = choose_python()
+        print(f"  {runtime_note}", flush=True)
+        loader = ExecutionEnvironments(python=python)
+        started.append(loader)
         cors = ((resources("AWS::Serverless::HttpApi").get("TimmyApi") or {}).get("Properties") or {}).get("CorsConfiguration")
         gateway = Gateway(port, loader, cors=cors)
         started.append(gateway.start())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -44,8 +45,10 @@ def audit() -> dict[str, Any]:
 def pool_topup(body: PoolTopup) -> Any:
     def compute() -> Any:
         # With an Idempotency-Key the ledger is idempotent too: a retry after a failure that lost
-        # the stored answer finds the same transfer instead of booking a second one.
-        transfer = services().free_tier.topup(body.amount_sats, body.note, transfer_id=ledger_id(app, "topup"))
+        # the stored answer finds the same transfer instead of booking a second one. Without one
+        # the request is a new donation each time (the client chose no idempotency).
+        transfer_id = ledger_id(app, "topup") or f"topup:{uuid.uuid4().hex}"
+        transfer = services().free_tier.topup(body.amount_sats, body.note, transfer_id=transfer_id)
         return _json(
             200,
             {

@@ -68,14 +68,14 @@ def me() -> MeOut:
     identity = services().identity
     profile = identity.profile(pubkey)
     described = identity.describe(profile)
-    usage = services().free_tier.usage_today(pubkey, described["tier"])
+    usage = services().free_tier.usage_today(pubkey, described["tier"], blocked=profile.blocked)
     return MeOut(
         **{name: described[name] for name in ("pubkey", "npub", "tier", "blocked", "paid_sats", "paid_requests", "first_seen_at")},
         day=usage.day,
         budget_sats=usage.budget_sats,
         absorbed_sats=usage.absorbed_sats,
         reserved_sats=usage.reserved_sats,
-        remaining_sats=0 if profile.blocked else usage.remaining_sats,  # a block always gates
+        remaining_sats=usage.remaining_sats,
     )
 
 

@@ -1,27 +1,26 @@
 """Health, the OpenAPI spec of every function and its Swagger UI, and the `$default` fallback.
 
 The spec is Powertools' merge of each function's resolver (this function's CodeUri is the whole
-`functions/` folder, so every `app.py` is beside it in the package). Any route API Gateway sends
-here by `$default` is unknown: 404, or 405 when the spec has the path with other methods.
+`functions/` folder, so every `app.py` is beside it in the package), built on the first request
+that needs it: loading every function at import would make this cold start theirs combined. Any
+route API Gateway sends here by `$default` is unknown: 404, or 405 when the spec has the path with
+other methods.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
-from botocore.config import Config
 from pydantic import BaseModel, Field
 
+from timmy.ports.queue import Queue
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.errors import error_response
 from timmy_http.observability import logger
@@ -32,7 +31,6 @@ FUNCTIONS_DIR = Path(__file__).resolve().parent.parent
 THIS_FILE = Path(__file__).resolve()
 DOCS_PATH = "/api/docs"
 SPEC_MODULE_PREFIX = "_timmy_openapi_"  # other functions' app.py, loaded to read their routes
-HEALTH_TIMEOUT_SECONDS = 2
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -74,8 +72,8 @@ def health() -> Any:
     settings = services().settings
     checks = {
         "table": _check_table(),
-        "settlement_queue": _check_queue(settings.settlement_queue_url),
-        "work_queue": _check_queue(settings.work_queue_url),
+        "settlement_queue": _check_queue(services().settlement_queue),
+        "work_queue": _check_queue(services().work_queue),
     }
     healthy = all(check["ok"] for check in checks.values())
     if healthy:
@@ -104,14 +102,15 @@ def docs() -> Any:
     return Response(200, content_types.TEXT_HTML, page)
 
 
-app.configure_openapi_merge(path=str(FUNCTIONS_DIR), pattern="app.py", recursive=True, title="Timmy", version=services().settings.version)
-
 lambda_handler = lambda_handler_for(app)
 
 
 @cache
 def openapi_spec() -> dict[str, Any]:
     """The merged spec of this function and every other function's `app.py` (built once per cold start)."""
+    app.configure_openapi_merge(
+        path=str(FUNCTIONS_DIR), pattern="app.py", recursive=True, title="Timmy", version=services().settings.version
+    )
     merge = app._openapi_merge  # Powertools keeps the configured merge here; add_schema is its API
     merge.add_schema(app.get_openapi_schema(title="Timmy").model_dump(by_alias=True, exclude_none=True))
     merge.add_schema(
@@ -128,6 +127,8 @@ def openapi_spec() -> dict[str, Any]:
 
 
 def _function_schema(file: Path) -> dict[str, Any] | None:
+    from aws_lambda_powertools.event_handler.openapi.models import OpenAPI  # the spec route only: ~70 ms of import
+
     try:
         module = _load(f"{SPEC_MODULE_PREFIX}{file.parent.name}", file)
         resolver = getattr(module, "app", None)
@@ -161,25 +162,14 @@ def _check_table() -> dict[str, Any]:
     return {"ok": status == "ACTIVE", "status": status}
 
 
-def _check_queue(url: str) -> dict[str, Any]:
-    if not url:
+def _check_queue(queue: Queue) -> dict[str, Any]:
+    if not queue.configured:
         return {"ok": False, "error": "not configured"}
     try:
-        _sqs_client().get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        queue.ping()
     except Exception as error:
         return {"ok": False, "error": type(error).__name__}
     return {"ok": True}
-
-
-@cache
-def _sqs_client_for(endpoint: str | None) -> Any:
-    timeouts = Config(connect_timeout=HEALTH_TIMEOUT_SECONDS, read_timeout=HEALTH_TIMEOUT_SECONDS, retries={"max_attempts": 1})
-    return boto3.client("sqs", config=timeouts)
-
-
-def _sqs_client() -> Any:
-    # Keyed by the endpoint so tests that point AWS_ENDPOINT_URL_SQS elsewhere get a fresh client.
-    return _sqs_client_for(os.environ.get("AWS_ENDPOINT_URL_SQS"))
 
 
 @cache

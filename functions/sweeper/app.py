@@ -15,7 +15,12 @@ from timmy_http.services import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    voided = services().free_tier.sweep()
-    metrics.add_metric(name="ReservationsVoided", unit="Count", value=voided)
-    logger.info("sweep done", extra={"reservations_voided": voided})
-    return {"reservations_voided": voided}
+    report = services().free_tier.sweep()
+    metrics.add_metric(name="ReservationsVoided", unit="Count", value=report.voided)
+    metrics.add_metric(name="ReservationVoidsFailed", unit="Count", value=len(report.failed))
+    extra = {"reservations_voided": report.voided, "already_resolved": report.skipped, "failed": report.failed}
+    if report.failed:
+        logger.warning("sweep done; some holds are left for the next run", extra=extra)
+    else:
+        logger.info("sweep done", extra=extra)
+    return {"reservations_voided": report.voided}

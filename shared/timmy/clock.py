@@ -1,16 +1,13 @@
-"""Time, behind a port so tests can move it (reservation expiry, UTC days, NIP-98 windows)."""
+"""The clocks (the port is `timmy.ports.clock.Clock`), and UTC day and ISO helpers."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Protocol
 
+from timmy.ports.clock import Clock
 
-class Clock(Protocol):
-    def now(self) -> float:
-        """Seconds since the epoch."""
-        ...
+__all__ = ["Clock", "FixedClock", "SystemClock", "iso", "utc_day"]
 
 
 class SystemClock:

@@ -1,7 +1,8 @@
-"""The estimate and pool routes' models and their one use case: price a request, debit nothing.
+"""The estimate and pool routes' HTTP models, and the mapping of the use case's outcome onto them.
 
-Kept beside the HTTP glue (not in functions/estimate/) because the meta function imports every
-app.py to merge the OpenAPI spec, and the models must import the same way from both.
+The use case is `timmy.estimate`. Kept beside the HTTP glue (not in functions/estimate/) because
+the meta function loads every app.py to merge the OpenAPI spec, and the models must import the
+same way from both.
 """
 
 from __future__ import annotations
@@ -73,14 +74,9 @@ def check_query_encoding(raw_query: str) -> None:
 
 
 def estimate(request: str | None, model: str | None, max_output_tokens: int | None, caller: Caller | None) -> dict[str, Any]:
-    """The estimate answer: an upper bound in sats, the pool, and the caller's free-tier outlook.
-
-    Advisory: `decide` reads and debits nothing.
-    """
-    pricing = services().pricing
-    text = pricing.config.limits.check_request(request)
-    quote = pricing.estimate_request_cost(text, model, max_output_tokens)
-    decision, pool = services().free_tier.outlook(caller, quote.sats)
+    """The estimate answer of `GET` and `POST /api/estimate`."""
+    outcome = services().estimate.estimate(request, model, max_output_tokens, caller)
+    quote, decision, pool = outcome.quote, outcome.decision, outcome.pool
     answer = EstimateAnswer(
         estimated_sats=quote.sats,
         btc_price_usd=format(quote.btc_price_usd, "f"),  # never exponent notation ("1E+5")
@@ -96,4 +92,4 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
 
 def pool() -> PoolStatus:
     """The public view of the generosity pool."""
-    return services().free_tier.pool_status()
+    return services().estimate.pool()

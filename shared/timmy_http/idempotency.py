@@ -11,17 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 
 from timmy.errors import Conflict, InvalidInput
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
 IDEMPOTENCY_TTL_SECONDS = 86_400
@@ -33,16 +31,13 @@ _config: IdempotencyConfig | None = None
 
 def _executor() -> Callable[..., dict[str, Any]]:
     global _execute, _execute_table, _config
+    # Imported here, not at the top: Powertools idempotency imports boto3 (about 110 ms of cold
+    # start) and serves only the requests that carry an Idempotency-Key.
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
     table = services().settings.table_name
     if _execute is None or _execute_table != table:
-        store = DynamoDBPersistenceLayer(
-            table_name=table,
-            key_attr="pk",
-            sort_key_attr="sk",
-            static_pk_value="IDEMPOTENCY",
-            expiry_attr="ttl",
-            boto3_client=services().store.client,
-        )
+        store = services().idempotency_persistence
         config = IdempotencyConfig(
             event_key_jmespath="[scope, key]",
             payload_validation_jmespath="body_sha256",
@@ -87,6 +82,8 @@ def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Re
         raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters", code="invalid_idempotency_key")
     request = {"scope": scope, "key": key, "body_sha256": _body_digest(app.current_event.body or "")}
     execute = _executor()
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError, IdempotencyValidationError
+
     if _config is not None and app.lambda_context is not None:
         _config.register_lambda_context(app.lambda_context)  # the in-progress record expires with the invocation
     try:

@@ -7,17 +7,22 @@ plays a new cold start.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from timmy.clock import Clock, SystemClock
+from timmy.clock import SystemClock
 from timmy.config import Settings, get_settings
+from timmy.ports.clock import Clock
 
 if TYPE_CHECKING:
-    from timmy.adapters.dynamodb import DynamoStore
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from timmy.estimate import EstimateService
     from timmy.free_tier import FreeTierService
     from timmy.identity.service import IdentityService
     from timmy.ledger import Ledger
-    from timmy.pricing.oracle import PriceOracle
+    from timmy.ports.price_source import PriceOracle
+    from timmy.ports.queue import Queue
+    from timmy.ports.store import Store
     from timmy.pricing.service import PricingService
     from timmy.telemetry import Telemetry
 
@@ -28,10 +33,49 @@ class Services:
         self.clock: Clock = clock or SystemClock()
 
     @cached_property
-    def store(self) -> DynamoStore:
+    def _dynamodb(self) -> Any:
         from timmy.adapters.dynamodb import DynamoStore
 
         return DynamoStore(self.settings.table_name)
+
+    @cached_property
+    def store(self) -> Store:
+        """The single table (DynamoDB; DynamoDB Local when AWS_ENDPOINT_URL_DYNAMODB is set)."""
+        store: Store = self._dynamodb
+        return store
+
+    @cached_property
+    def idempotency_persistence(self) -> DynamoDBPersistenceLayer:
+        """Powertools idempotency's records, in the same table and on the same client as the store."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        return DynamoDBPersistenceLayer(
+            table_name=self.settings.table_name,
+            key_attr="pk",
+            sort_key_attr="sk",
+            static_pk_value="IDEMPOTENCY",
+            expiry_attr="ttl",
+            boto3_client=self._dynamodb.client,
+        )
+
+    @cached_property
+    def _sqs_client(self) -> Any:
+        from timmy.adapters.sqs import sqs_client
+
+        return sqs_client()
+
+    def _queue(self, name: str, url: str) -> Queue:
+        from timmy.adapters.sqs import SqsQueue
+
+        return SqsQueue(name, url, self._sqs_client)
+
+    @cached_property
+    def settlement_queue(self) -> Queue:
+        return self._queue("settlement", self.settings.settlement_queue_url)
+
+    @cached_property
+    def work_queue(self) -> Queue:
+        return self._queue("work", self.settings.work_queue_url)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -73,6 +117,12 @@ class Services:
         return ExchangePriceOracle(
             exchange_sources(self.settings), DynamoPriceCache(self.store), self.clock, oracle_config(self.settings), self.telemetry
         )
+
+    @cached_property
+    def estimate(self) -> EstimateService:
+        from timmy.estimate import EstimateService
+
+        return EstimateService(self.pricing, self.free_tier)
 
     @cached_property
     def pricing(self) -> PricingService:

@@ -87,11 +87,16 @@ def test_make_run_starts_restarts_and_stops_cleanly(signum: int, tmp_path: Path)
     try:
         wait_healthy(port, process, 90)
         secret = (data_dir / "token-secret").read_text()
+        # The health check ran in an execution environment: its own process, owned by local.run.
+        environments = processes_mentioning(f"--owner={process.pid}")
+        assert environments and all("local.environment" in e for e in environments), environments
     finally:
         output = stop(process, signum)
     assert process.returncode == 0, output
     assert f"http://127.0.0.1:{port}" in output and "/api/docs" in output
+    assert "environments run on" in output  # which Python runs the functions, said at start-up
     assert processes_mentioning(str(data_dir)) == [], "processes left behind after the first stop"
+    assert processes_mentioning(f"--owner={process.pid}") == [], "execution environments left behind"
 
     process = start(port, data_dir)  # a second start: state kept, ready fast
     try:

@@ -165,7 +165,7 @@ def test_while_another_lambda_refetches_the_cached_price_is_used(exchanges: dict
 
 
 def test_a_slow_writer_never_overwrites_a_newer_price(store: DynamoStore) -> None:
-    from timmy.pricing.oracle import PriceQuote
+    from timmy.ports.price_source import PriceQuote
 
     cache = DynamoPriceCache(store)
     cache.save(PriceQuote(Decimal("101000"), 2000.0, ("coinbase",)))

@@ -42,4 +42,5 @@ def test_a_decision_never_absorbs_more_than_any_limit(estimate: int, budget: int
     decision = decide_from(TRUSTED, estimate, budget, used, pool)
     assert decision.absorb_sats + decision.charge_sats == estimate
     assert 0 <= decision.absorb_sats <= min(estimate, max(0, budget - used), pool)
-    assert (decision.serve == "free") == (decision.absorb_sats == estimate)
+    # A tier without budget is gated, even for a 0-sat estimate; otherwise free means covered.
+    assert (decision.serve == "free") == (decision.absorb_sats == estimate and budget > 0)

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from timmy.config import Settings
-from timmy.pricing.oracle import PriceSource, PriceSourceError
+from timmy.ports.price_source import PriceSource, PriceSourceError
 
 RESPONSE_BYTES_MAX = 65_536
 USER_AGENT = "timmy-price-oracle/1"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from timmy.adapters.dynamodb import DynamoStore
-from timmy.pricing.oracle import PriceQuote
+from timmy.ports.price_source import PriceQuote
+from timmy.ports.store import Store
 
 PRICE_PK = "PRICE#BTCUSD"
 CURRENT_SK = "CURRENT"
@@ -18,7 +18,7 @@ ITEM_TTL_SECONDS = 86_400
 
 
 class DynamoPriceCache:
-    def __init__(self, store: DynamoStore):
+    def __init__(self, store: Store):
         self.store = store
 
     def load(self) -> PriceQuote | None:

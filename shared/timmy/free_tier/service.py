@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from timmy.clock import Clock, iso, utc_day
-from timmy.config import Settings, Tier
+from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
-from timmy.free_tier.decision import Decision, Serve, decide_from
+from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
-from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, transfer_key
+from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit
+from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, require_sats, transfer_key
+from timmy.pubkey import PUBKEY_HEX_LENGTH, canonical_pubkey
 
 RESERVE_ATTEMPTS_MAX = 4  # decide again on fresh data at most this often after a lost race
 SWEEP_PAGE_SIZE = 100
 SWEEP_PAGES_MAX = 20  # 2,000 holds per run, well inside the sweeper's timeout
 POOL_SEED_TRANSFER_ID = "pool-seed"
-REQUEST_HASH_LENGTH_MAX = 128
+SUBSIDY_PREFIX = "subsidy:"
+# The longest request hash whose hold id still fits a transfer id (the pubkey has a fixed length).
+REQUEST_HASH_LENGTH_MAX = TRANSFER_ID_LENGTH_MAX - len(SUBSIDY_PREFIX) - PUBKEY_HEX_LENGTH - 1
 
 
 def budget_day_key(pubkey: str, day: str) -> tuple[str, str]:
@@ -49,10 +52,24 @@ def grants_partition(day: str) -> str:
 
 
 def subsidy_transfer_id(pubkey: str, request_hash: str) -> str:
-    """The one subsidy hold a request can have: reserving twice is a replay, not a second hold."""
-    if not request_hash or len(request_hash) > REQUEST_HASH_LENGTH_MAX:
+    """The one subsidy hold a request can have: reserving twice is a replay, not a second hold.
+
+    The pubkey is canonical (exactly 64 hex digits), so the first separator is always at the same
+    place: no pubkey and request hash can spell another pair's id.
+    """
+    if not isinstance(request_hash, str) or not request_hash or len(request_hash) > REQUEST_HASH_LENGTH_MAX:
         raise InvalidInput(f"a request hash has 1 to {REQUEST_HASH_LENGTH_MAX} characters")
-    return f"subsidy:{pubkey}:{request_hash}"
+    return f"{SUBSIDY_PREFIX}{canonical_pubkey(pubkey)}:{request_hash}"
+
+
+def _caller(caller: Caller | None) -> Caller | None:
+    """The caller with its pubkey canonical and its tier known, or InvalidInput."""
+    if caller is None:
+        return None
+    pubkey = canonical_pubkey(caller.pubkey)
+    if caller.tier not in TIERS:
+        raise InvalidInput(f"{caller.tier!r} is not a tier")
+    return caller if pubkey == caller.pubkey else Caller(pubkey, caller.tier, caller.blocked)
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,16 @@ class PoolStatus(BaseModel):
         return self.model_dump()
 
 
+@dataclass
+class SweepReport:
+    """What one sweep did: holds voided, holds already resolved (a lagging index), holds whose void
+    failed this time (left for the next run)."""
+
+    voided: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class BudgetUsage:
     day: str
@@ -137,7 +164,7 @@ class FreeTierService:
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{POOL_SEED_TRANSFER_ID}" not in failed.labels:
+            if not failed.lost(Limit.TRANSFER_EXISTS, POOL_SEED_TRANSFER_ID):
                 raise
         self._seeded = True
 
@@ -147,6 +174,8 @@ class FreeTierService:
 
     def outlook(self, caller: Caller | None, estimated_sats: int) -> tuple[Decision, PoolStatus]:
         """The advisory decision and the pool in one round trip (the estimate route). Debits nothing."""
+        caller = _caller(caller)
+        require_sats(estimated_sats, "an estimate")
         day = utc_day(self.clock.now())
         keys = [account_key(POOL), pool_stats_key(day)]
         if caller is not None and not caller.blocked:
@@ -171,18 +200,19 @@ class FreeTierService:
             daily_budgets=self.settings.daily_budgets(),
         )
 
-    def topup(self, amount_sats: int, note: str = "", transfer_id: str | None = None) -> Transfer:
-        """An operator donation from equity to the pool."""
-        if amount_sats <= 0:
-            raise InvalidInput("a top-up moves at least 1 sat")
+    def topup(self, amount_sats: int, note: str = "", *, transfer_id: str) -> Transfer:
+        """An operator donation from equity to the pool, idempotent by `transfer_id` (required: a
+        retry after a lost answer must name the same transfer, or it would book twice)."""
+        require_sats(amount_sats, "a top-up", minimum=1)
+        if not isinstance(transfer_id, str) or not transfer_id:
+            raise InvalidInput("a top-up names its transfer id")
         self.ensure_seeded()
-        return self.ledger.create_transfer(
-            transfer_id or f"topup:{uuid.uuid4().hex}", OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note
-        )
+        return self.ledger.create_transfer(transfer_id, OPERATOR_EQUITY, POOL, amount_sats, TransferCode.POOL_TOPUP, note=note)
 
     def add_credit(self, batch: Batch, paid_sats: int, charge_transfer_id: str) -> Transfer | None:
         """Add the pool's share (POOL_CREDIT_PCT of `paid_sats`, floor) to the batch that books
         the charge, as transfer `credit:<charge transfer id>`; None when the share is 0 sats."""
+        require_sats(paid_sats, "a paid charge")
         amount = paid_sats * self.settings.pool_credit_pct // 100
         if amount <= 0:
             return None
@@ -209,19 +239,22 @@ class FreeTierService:
 
         A lost race (a condition failed) decides again on fresh data, at most
         RESERVE_ATTEMPTS_MAX times; the answer may drop to partial or gate, never overdraw.
-        A retry of a request whose hold is still pending gets that hold back (see `_replayed_hold`).
+        A retry of a request whose hold is still pending gets that hold back (see `_replayed_hold`),
+        and so does a concurrent twin that lost to it: the answer is always what is held.
         """
+        caller = _caller(caller)
+        require_sats(estimated_sats, "an estimate to reserve", minimum=1)
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
             decision, held = self._decide(caller, estimated_sats, request_hash)
             if held is not None:
-                replayed = self._replayed_hold(held, estimated_sats)
-                serve: Serve = "free" if replayed.amount_sats == estimated_sats else "partial"
-                charge_sats = estimated_sats - replayed.amount_sats
-                return Decision(serve, replayed.amount_sats, charge_sats, decision.tier, "already reserved"), replayed
+                return self._held_decision(self._replayed_hold(held, estimated_sats), estimated_sats)
             if decision.serve != "free":
                 return decision, None
             assert caller is not None
-            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats, estimated_sats)
+            reservation, replayed = self._try_reserve(caller, request_hash, decision.absorb_sats, estimated_sats)
+            if replayed:
+                assert reservation is not None
+                return self._held_decision(reservation, estimated_sats)
             if reservation is not None:
                 return decision, reservation
         tier = caller.tier if caller else "new"
@@ -230,18 +263,26 @@ class FreeTierService:
     def reserve_partial_grant(self, caller: Caller, request_hash: str, amount_sats: int) -> Reservation | None:
         """Reserve up to `amount_sats` for a partial grant at payment time; answers the hold
         (perhaps smaller: the caller asks for the shortfall) or None when nothing is left."""
-        if amount_sats <= 0:
-            raise InvalidInput("a partial grant reserves at least 1 sat")
+        checked = _caller(caller)
+        assert checked is not None
+        caller = checked
+        require_sats(amount_sats, "a partial grant", minimum=1)
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
             decision, held = self._decide(caller, amount_sats, request_hash)
             if held is not None:
                 return self._replayed_hold(held, amount_sats)
             if decision.absorb_sats == 0:
                 return None
-            reservation = self._try_reserve(caller, request_hash, decision.absorb_sats, amount_sats)
+            reservation, _replayed = self._try_reserve(caller, request_hash, decision.absorb_sats, amount_sats)
             if reservation is not None:
                 return reservation
         return None
+
+    @staticmethod
+    def _held_decision(held: Reservation, estimated_sats: int) -> tuple[Decision, Reservation]:
+        """The decision a request's existing hold stands for: free when it covers the estimate."""
+        serve: Serve = "free" if held.amount_sats == estimated_sats else "partial"
+        return Decision(serve, held.amount_sats, estimated_sats - held.amount_sats, held.tier, "already reserved"), held  # type: ignore[arg-type]
 
     @staticmethod
     def _replayed_hold(held: Transfer, amount_sats_max: int) -> Reservation:
@@ -274,8 +315,9 @@ class FreeTierService:
         used = items.get(day_key, {}).get("used_sats", 0)
         return decide_from(caller, estimated_sats, budget, used, self._pool(items).available_sats), None
 
-    def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int, asked_sats: int) -> Reservation | None:
-        """One attempt at the atomic hold; None when a limit moved under us (decide again)."""
+    def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int, asked_sats: int) -> tuple[Reservation | None, bool]:
+        """One attempt at the atomic hold: (the hold, whether a twin of this request made it);
+        (None, False) when a limit moved under us (decide again)."""
         now = self.clock.now()
         day = utc_day(now)
         budget = self.settings.daily_budget_sats(caller.tier)
@@ -294,14 +336,14 @@ class FreeTierService:
             day=day,
             budget_sats=budget,
         )
-        batch.add(f"budget:{caller.pubkey}:{day}", _budget_update(caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget))
+        _move_budget(batch, caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget)
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"transfer:{transfer_id}" in failed.labels:  # a concurrent twin of this request won
-                return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats)
-            return None
-        return Reservation.from_transfer(transfer)
+            if failed.lost(Limit.TRANSFER_EXISTS, transfer_id):  # a concurrent twin of this request won
+                return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats), True
+            return None, False
+        return Reservation.from_transfer(transfer), False
 
     # --- settling holds ------------------------------------------------------------------
 
@@ -309,9 +351,12 @@ class FreeTierService:
         """Post the hold for `actual_absorbed` ≤ `reserved_absorbed`; the rest returns to the pool
         and the day's budget in the same transaction, with the grant audit row (actual amount).
 
-        Idempotent: a replay returns the first grant. Absorbing 0 releases the hold.
+        Idempotent: a replay returns the first grant. Absorbing 0 releases the hold (a replay, or a
+        hold the sweeper voided meanwhile, answers the same 0-sat grant).
         """
-        transfer_id = subsidy_transfer_id(pubkey, request_hash)
+        require_sats(actual_absorbed, "the absorbed amount")
+        require_sats(reserved_absorbed, "the reserved amount")
+        transfer_id = subsidy_transfer_id(canonical_pubkey(pubkey), request_hash)
         items = self.ledger.read([transfer_key(transfer_id), account_key(POOL)])
         if transfer_key(transfer_id) not in items:
             raise NotFound(f"no reservation for request {request_hash}", code="reservation_not_found")
@@ -328,10 +373,12 @@ class FreeTierService:
             return self._grant(hold, 0)
         batch = self.ledger.batch()
         batch.post(hold, actual_absorbed)
-        day = hold.meta["day"]
-        batch.add(f"budget:{pubkey}:{day}", _budget_update(pubkey, day, reserved=-hold.amount_sats, absorbed=actual_absorbed))
+        # The hold's own identity and day, never the caller's say.
+        holder, day = hold.meta["pubkey"], hold.meta["day"]
+        _move_budget(batch, holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed)
         pool_after = self._pool(items).posted_balance_sats - actual_absorbed
-        batch.add(f"grant:{transfer_id}", self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
+        # Immutable: written once, in the transaction that posts the hold.
+        batch.put_once(transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
         _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
         try:
             self.ledger.commit(batch)
@@ -341,26 +388,40 @@ class FreeTierService:
         return self._grant(hold, actual_absorbed)
 
     def release_reservation(self, pubkey: str, request_hash: str) -> None:
-        """Void the hold of work that failed: pool and budget get all of it back. Idempotent."""
-        hold = self.ledger.require_transfer(subsidy_transfer_id(pubkey, request_hash))
+        """Void the hold of work that failed: pool and budget get all of it back. Idempotent; a
+        grant that won the race (before or during this call) is `reservation_settled`."""
+        transfer_id = subsidy_transfer_id(canonical_pubkey(pubkey), request_hash)
+        hold = self.ledger.require_transfer(transfer_id)
+        if hold.state is TransferState.PENDING and not self._release(hold):
+            hold = self.ledger.require_transfer(transfer_id)  # resolved meanwhile: by what?
         if hold.state is TransferState.POSTED:
             raise Conflict("the reservation was already settled by a grant", code="reservation_settled")
-        if hold.state is TransferState.PENDING:
-            self._release(hold)
 
-    def sweep(self, page_size: int = SWEEP_PAGE_SIZE, pages_max: int = SWEEP_PAGES_MAX) -> int:
-        """Void holds past their expiry (a crashed worker strands nothing); answers how many.
+    def sweep(self, page_size: int = SWEEP_PAGE_SIZE, pages_max: int = SWEEP_PAGES_MAX) -> SweepReport:
+        """Void holds past their expiry (a crashed worker strands nothing).
 
-        Reads the pending index page by page until a page is not full (a page of holds already
-        resolved but still in the lagging index voids nothing and does not stop the sweep).
+        Pages through the pending index by key, so holds the lagging index still lists after they
+        were settled are stepped over, not re-read. A hold whose void fails (a lost answer, a busy
+        ledger) is counted and left for the next run; it does not stop the sweep.
         """
-        voided = 0
+        report = SweepReport()
+        start: dict[str, Any] | None = None
+        now = self.clock.now()
         for _page in range(pages_max):
-            expired = self.ledger.expired_pending(self.clock.now(), page_size)
-            voided += sum(self._release(hold) for hold in expired)
-            if len(expired) < page_size:
+            expired, start = self.ledger.expired_pending(now, page_size, start)
+            for hold in expired:
+                try:
+                    voided = self._release(hold)
+                except Exception as error:  # one hold's failure must not strand the rest
+                    report.failed.append(f"{hold.transfer_id}: {type(error).__name__}")
+                    continue
+                if voided:
+                    report.voided += 1
+                else:
+                    report.skipped += 1
+            if start is None:
                 break
-        return voided
+        return report
 
     def _release(self, hold: Transfer) -> bool:
         """Void one hold (and its budget share, for subsidies); False when it was already resolved."""
@@ -368,16 +429,18 @@ class FreeTierService:
         batch.void(hold)
         if hold.code == TransferCode.SUBSIDY:
             pubkey, day = hold.meta["pubkey"], hold.meta["day"]
-            batch.add(f"budget:{pubkey}:{day}", _budget_update(pubkey, day, reserved=-hold.amount_sats, absorbed=0))
+            _move_budget(batch, pubkey, day, reserved=-hold.amount_sats, absorbed=0)
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:
-            if f"resolve:{hold.transfer_id}" in failed.labels:
+            if failed.lost(Limit.HOLD_RESOLVED, hold.transfer_id):
                 return False
             raise
         return True
 
     def _settled(self, hold: Transfer, actual_absorbed: int) -> Grant:
+        if hold.state is TransferState.VOIDED and actual_absorbed == 0:
+            return self._grant(hold, 0)  # nothing absorbed either way: the same answer as the first time
         if hold.state is TransferState.VOIDED:
             raise Conflict("the reservation expired or was released before it was settled", code="reservation_voided")
         if hold.effective_posted_sats != actual_absorbed:
@@ -407,23 +470,24 @@ class FreeTierService:
             "granted_at": iso(now),
             "pool_balance_after_sats": pool_after,
         }
-        # Immutable: written once, in the transaction that posts the hold.
-        return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        return item
 
     # --- reads for the routes ------------------------------------------------------------
 
-    def usage_today(self, pubkey: str, tier: Tier) -> BudgetUsage:
+    def usage_today(self, pubkey: str, tier: Tier, *, blocked: bool = False) -> BudgetUsage:
+        """Today's budget of one identity; a blocked identity has none left."""
+        pubkey = canonical_pubkey(pubkey)
         day = utc_day(self.clock.now())
-        item = self.ledger.store.get(*budget_day_key(pubkey, day)) or {}
+        item = self.ledger.item(budget_day_key(pubkey, day)) or {}
         budget = self.settings.daily_budget_sats(tier)
         absorbed, reserved = item.get("absorbed_sats", 0), item.get("reserved_sats", 0)
-        return BudgetUsage(day, budget, absorbed, reserved, max(0, budget - absorbed - reserved))
+        return BudgetUsage(day, budget, absorbed, reserved, remaining_budget_sats(budget, absorbed + reserved, blocked))
 
     def grants(self, day: str | None, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         """One page of a day's grant rows, oldest first; `next_cursor` continues."""
         day = day or utc_day(self.clock.now())
         start = _decode_cursor(cursor, grants_partition(day)) if cursor else None
-        items, last = self.ledger.store.query(grants_partition(day), limit=limit, start_key=start)
+        items, last = self.ledger.page(grants_partition(day), limit, start)
         rows = [{k: v for k, v in item.items() if k not in ("pk", "sk", "type")} for item in items]
         return {"day": day, "grants": rows, "next_cursor": _encode_cursor(last) if last else None}
 
@@ -447,36 +511,20 @@ class FreeTierService:
         return Account.from_item(items.get(account_key(POOL)), POOL)
 
 
-def _budget_update(pubkey: str, day: str, *, reserved: int, absorbed: int, budget_sats: int | None = None) -> dict[str, Any]:
+def _move_budget(batch: Batch, pubkey: str, day: str, *, reserved: int, absorbed: int, budget_sats: int | None = None) -> None:
     """Move an identity's day counter; `used_sats` stays absorbed + reserved.
 
-    With `budget_sats` (a new reservation) the daily budget is the condition, next to the debit
-    it guards: absorbed + reserved ≤ budget after the update, for the day's first hold too.
-    Otherwise (settling or releasing) the counter must exist.
+    With `budget_sats` (a new reservation) the daily budget bounds `used_sats`, next to the debit
+    it guards, for the day's first hold too; settling or releasing only moves an existing counter.
     """
-    pk, sk = budget_day_key(pubkey, day)
-    values: dict[str, Any] = {":reserved": reserved, ":absorbed": absorbed, ":used": reserved + absorbed}
-    update: dict[str, Any] = {
-        "Key": {"pk": pk, "sk": sk},
-        "UpdateExpression": "ADD reserved_sats :reserved, absorbed_sats :absorbed, used_sats :used",
-        "ConditionExpression": "attribute_exists(pk)",
-        "ExpressionAttributeValues": values,
-    }
-    if budget_sats is not None:
-        update["UpdateExpression"] += " SET budget_sats = :budget, pubkey = :pubkey, #day = :day, #type = :type"
-        update["ConditionExpression"] = "(attribute_not_exists(used_sats) AND :room >= :zero) OR used_sats <= :room"
-        update["ExpressionAttributeNames"] = {"#day": "day", "#type": "type"}
-        values.update(
-            {
-                ":budget": budget_sats,
-                ":room": budget_sats - reserved - absorbed,
-                ":zero": 0,
-                ":pubkey": pubkey,
-                ":day": day,
-                ":type": "budget_day",
-            }
-        )
-    return {"Update": update}
+    attributes = None if budget_sats is None else {"budget_sats": budget_sats, "pubkey": pubkey, "day": day, "type": "budget_day"}
+    batch.bounded_counter(
+        f"{pubkey}:{day}",
+        budget_day_key(pubkey, day),
+        {"reserved_sats": reserved, "absorbed_sats": absorbed, "used_sats": reserved + absorbed},
+        bound=None if budget_sats is None else ("used_sats", budget_sats),
+        attributes=attributes,
+    )
 
 
 def _count_pool_stats(batch: Batch, day: str, **deltas: int) -> None:

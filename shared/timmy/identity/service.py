@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from timmy.adapters.dynamodb_updates import ITEM_ABSENT, update_action
 from timmy.clock import Clock, iso
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import InvalidInput, Unauthorized
@@ -16,6 +17,7 @@ from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, Verifie
 from timmy.identity.nostr import npub_from_hex
 from timmy.identity.tiers import Profile, profile_key, record_paid_action
 from timmy.identity.tokens import TokenSigner
+from timmy.ports.store import Store
 
 # An event id is remembered a little longer than the window in which it could be accepted, so
 # DynamoDB's (lazy) TTL deletion can never reopen it: after ttl the time check refuses it anyway.
@@ -40,7 +42,7 @@ class IssuedToken:
 class IdentityService:
     """Nostr identities: authentication, tokens, tiers and the operator's controls."""
 
-    def __init__(self, store: Any, settings: Settings, clock: Clock, token_secret: Callable[[], str]):
+    def __init__(self, store: Store, settings: Settings, clock: Clock, token_secret: Callable[[], str]):
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -63,7 +65,7 @@ class IdentityService:
             "pubkey": verified.pubkey,
             "ttl": verified.created_at + REPLAY_MEMORY_SECONDS,
         }
-        if not self.store.put(item, condition="attribute_not_exists(pk)"):
+        if not self.store.put(item, condition=ITEM_ABSENT):
             raise Unauthorized("this NIP-98 event was already used; sign a fresh one per request", code="nip98_replayed")
 
     def authenticate_token(self, token: str) -> str:
@@ -90,23 +92,13 @@ class IdentityService:
         return IssuedToken(token=token, pubkey=pubkey, tier=profile.tier(self.settings, now), expires_at=expires_at)
 
     def _mark_seen(self, pubkey: str, now: float) -> None:
-        self.store.transact(
-            [
-                {
-                    "Update": {
-                        "Key": profile_key(pubkey),
-                        "UpdateExpression": "SET first_seen_at = if_not_exists(first_seen_at, :now), pubkey = :pubkey",
-                        "ExpressionAttributeValues": {":now": int(now), ":pubkey": pubkey},
-                    }
-                }
-            ]
-        )
+        self.store.transact([update_action(profile_key(pubkey), set_={"pubkey": pubkey}, set_if_absent={"first_seen_at": int(now)})])
 
     # --- tiers ---------------------------------------------------------------------------------
 
     def profile(self, pubkey: str) -> Profile:
         """The stored standing of `pubkey` (an empty profile when never seen)."""
-        return Profile.from_item(pubkey, self.store.get(**profile_key(pubkey)))
+        return Profile.from_item(pubkey, self.store.get(*_key(profile_key(pubkey))))
 
     def caller(self, pubkey: str) -> Caller:
         """The authenticated caller `pubkey` with its effective tier and block flag."""
@@ -125,19 +117,15 @@ class IdentityService:
             raise InvalidInput("give 'tier' (a tier or null) and/or 'blocked' (true or false)", code="nothing_to_change")
         if not isinstance(tier, _Unset) and tier is not None and tier not in TIERS:
             raise InvalidInput(f"'tier' must be one of {', '.join(TIERS)} or null", code="invalid_tier")
-        sets = ["pubkey = :pubkey", "controls_updated_at = :now"]
+        sets: dict[str, Any] = {"pubkey": pubkey, "controls_updated_at": iso(self.clock.now())}
         removes: list[str] = []
-        values: dict[str, Any] = {":pubkey": pubkey, ":now": iso(self.clock.now())}
         if tier is None:
             removes.append("pinned_tier")
         elif not isinstance(tier, _Unset):
-            sets.append("pinned_tier = :tier")
-            values[":tier"] = tier
+            sets["pinned_tier"] = tier
         if not isinstance(blocked, _Unset):
-            sets.append("blocked = :blocked")
-            values[":blocked"] = bool(blocked)
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        self.store.transact([{"Update": {"Key": profile_key(pubkey), "UpdateExpression": expression, "ExpressionAttributeValues": values}}])
+            sets["blocked"] = bool(blocked)
+        self.store.transact([update_action(profile_key(pubkey), set_=sets, remove=removes)])
         return self.profile(pubkey)
 
     def describe(self, profile: Profile) -> dict[str, Any]:
@@ -154,3 +142,7 @@ class IdentityService:
             "paid_requests": profile.paid_requests,
             "first_seen_at": iso(profile.first_seen_at) if profile.first_seen_at is not None else None,
         }
+
+
+def _key(key: dict[str, str]) -> tuple[str, str]:
+    return key["pk"], key["sk"]

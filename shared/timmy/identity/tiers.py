@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from timmy.adapters.dynamodb_updates import update_action
 from timmy.config import TIERS, Settings, Tier
 from timmy.identity.nostr import HEX32
 
@@ -95,10 +96,6 @@ def record_paid_action(pubkey: str, sats: int, now: float) -> dict[str, Any]:
         raise ValueError(f"record_paid_action needs a hex pubkey, not {pubkey!r}")
     if isinstance(sats, bool) or not isinstance(sats, int) or sats <= 0:
         raise ValueError(f"a paid action is at least 1 sat, not {sats!r}")
-    return {
-        "Update": {
-            "Key": profile_key(pubkey),
-            "UpdateExpression": "ADD paid_sats :sats, paid_requests :one SET first_seen_at = if_not_exists(first_seen_at, :now), pubkey = :pubkey",
-            "ExpressionAttributeValues": {":sats": sats, ":one": 1, ":now": int(now), ":pubkey": pubkey},
-        }
-    }
+    return update_action(
+        profile_key(pubkey), add={"paid_sats": sats, "paid_requests": 1}, set_={"pubkey": pubkey}, set_if_absent={"first_seen_at": int(now)}
+    )

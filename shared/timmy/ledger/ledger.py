@@ -13,8 +13,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from timmy.clock import Clock, iso
@@ -26,6 +27,7 @@ from timmy.ledger.model import (
     TransferState,
     account_key,
     must_not_overdraw,
+    require_sats,
     transfer_key,
 )
 
@@ -37,24 +39,40 @@ TRANSFER_ID_LENGTH_MAX = 200
 RETRYABLE_REASONS = frozenset({None, "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
+class Limit(StrEnum):
+    """What a failed condition of a transaction guarded."""
+
+    TRANSFER_EXISTS = "transfer"  # the transfer id was applied before (a replay, or a twin won)
+    HOLD_RESOLVED = "resolve"  # the hold was posted or voided meanwhile (or is not the one read)
+    OVERDRAFT = "account"  # a no-overdraft account has not enough available
+    BOUND = "counter"  # a bounded counter (a daily budget) has no room left
+    ROW_EXISTS = "row"  # an immutable row was written before
+
+
+@dataclass(frozen=True)
+class Refused:
+    """One failed condition: which limit, and the id of what it guards (transfer, account, counter)."""
+
+    limit: Limit
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.limit.value}:{self.id}"
+
+
 class ConditionFailed(Exception):
-    """One or more conditions of a committed batch failed; `labels` names them."""
+    """One or more conditions of a committed batch failed; `refused` says which, typed."""
 
-    def __init__(self, labels: list[str]):
-        super().__init__(f"conditions failed: {labels}")
-        self.labels = labels
+    def __init__(self, refused: list[Refused]):
+        super().__init__(f"conditions failed: {[str(r) for r in refused]}")
+        self.refused = refused
 
+    def lost(self, limit: Limit, id_: str) -> bool:
+        """Whether the condition `limit` on `id_` is one that failed."""
+        return Refused(limit, id_) in self.refused
 
-@dataclass
-class _Delta:
-    debits_pending: int = 0
-    debits_posted: int = 0
-    credits_pending: int = 0
-    credits_posted: int = 0
-
-    @property
-    def available(self) -> int:
-        return self.credits_posted - self.debits_posted - self.debits_pending
+    def ids(self, limit: Limit) -> list[str]:
+        return [r.id for r in self.refused if r.limit is limit]
 
 
 @dataclass
@@ -62,47 +80,91 @@ class Batch:
     """Transfers and extra actions that commit together or not at all."""
 
     now: float
-    _actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    _deltas: dict[str, _Delta] = field(default_factory=dict)
+    _actions: list[tuple[Refused, dict[str, Any]]] = field(default_factory=list)
+    _deltas: dict[str, Account] = field(default_factory=dict)  # each account's change, as an Account
     _counters: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def _delta(self, account_id: str) -> _Delta:
-        return self._deltas.setdefault(account_id, _Delta())
+    def _move(self, account_id: str, **changes: int) -> None:
+        delta = self._deltas.get(account_id, Account(account_id))
+        self._deltas[account_id] = replace(delta, **{name: getattr(delta, name) + change for name, change in changes.items()})
 
     def transfer(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, **meta: Any) -> Transfer:
         """A single-phase transfer, posted at once."""
         transfer = self._new(transfer_id, debit, credit, amount_sats, code, TransferState.POSTED, None, meta)
-        self._delta(debit).debits_posted += amount_sats
-        self._delta(credit).credits_posted += amount_sats
+        self._move(debit, debits_posted=amount_sats)
+        self._move(credit, credits_posted=amount_sats)
         return transfer
 
     def reserve(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, expires_at: float, **meta: Any) -> Transfer:
         """A pending transfer: holds `amount_sats` of `debit` until posted or voided (or it expires)."""
         transfer = self._new(transfer_id, debit, credit, amount_sats, code, TransferState.PENDING, expires_at, meta)
-        self._delta(debit).debits_pending += amount_sats
-        self._delta(credit).credits_pending += amount_sats
+        self._move(debit, debits_pending=amount_sats)
+        self._move(credit, credits_pending=amount_sats)
         return transfer
 
     def post(self, pending: Transfer, amount_sats: int) -> None:
         """Post a pending transfer for `amount_sats` ≤ its amount; the rest is released."""
+        require_sats(amount_sats, "a posted amount")
         if not 0 <= amount_sats <= pending.amount_sats:
             raise InvalidInput(f"a pending transfer of {pending.amount_sats} sats cannot post {amount_sats}")
         self._resolve(pending, TransferState.POSTED, amount_sats)
-        debit, credit = self._delta(pending.debit_account_id), self._delta(pending.credit_account_id)
-        debit.debits_pending -= pending.amount_sats
-        debit.debits_posted += amount_sats
-        credit.credits_pending -= pending.amount_sats
-        credit.credits_posted += amount_sats
+        self._move(pending.debit_account_id, debits_pending=-pending.amount_sats, debits_posted=amount_sats)
+        self._move(pending.credit_account_id, credits_pending=-pending.amount_sats, credits_posted=amount_sats)
 
     def void(self, pending: Transfer) -> None:
         """Void a pending transfer: its whole amount goes back."""
         self._resolve(pending, TransferState.VOIDED, None)
-        self._delta(pending.debit_account_id).debits_pending -= pending.amount_sats
-        self._delta(pending.credit_account_id).credits_pending -= pending.amount_sats
+        self._move(pending.debit_account_id, debits_pending=-pending.amount_sats)
+        self._move(pending.credit_account_id, credits_pending=-pending.amount_sats)
 
-    def add(self, label: str, action: dict[str, Any]) -> None:
-        """An extra action of the same transaction; `label` names it when its condition fails."""
-        self._actions.append((label, action))
+    def _add(self, refused: Refused, action: dict[str, Any]) -> None:
+        """An action of the same transaction; `refused` is what its failed condition reports."""
+        self._actions.append((refused, action))
+
+    def put_once(self, row_id: str, item: dict[str, Any]) -> None:
+        """Write an immutable row (an audit row) in the same transaction; refused as ROW_EXISTS `row_id`."""
+        self._add(Refused(Limit.ROW_EXISTS, row_id), {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
+
+    def bounded_counter(
+        self,
+        counter_id: str,
+        key: tuple[str, str],
+        deltas: dict[str, int],
+        *,
+        bound: tuple[str, int] | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        """Add `deltas` to an item's counters under a condition; refused as BOUND `counter_id`.
+
+        With `bound = (name, limit)` the counter `name` must stay ≤ `limit` after the update (the
+        item's first update too); without, the item must already exist (a counter is only ever
+        moved back after a bounded update created it). `attributes` are set alongside.
+        """
+        names = {f"#c{i}": name for i, name in enumerate(deltas)}
+        values: dict[str, Any] = {f":c{i}": delta for i, delta in enumerate(deltas.values())}
+        update = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(deltas)))
+        if attributes:
+            names |= {f"#s{i}": name for i, name in enumerate(attributes)}
+            values |= {f":s{i}": value for i, value in enumerate(attributes.values())}
+            update += " SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(attributes)))
+        condition = "attribute_exists(pk)"
+        if bound is not None:
+            name, limit = bound
+            names["#bound"] = name
+            values |= {":room": limit - deltas.get(name, 0), ":zero": 0}
+            condition = "(attribute_not_exists(#bound) AND :room >= :zero) OR #bound <= :room"
+        self._add(
+            Refused(Limit.BOUND, counter_id),
+            {
+                "Update": {
+                    "Key": {"pk": key[0], "sk": key[1]},
+                    "UpdateExpression": update,
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+        )
 
     def count(self, key: tuple[str, str], attributes: dict[str, str], **deltas: int) -> None:
         """Add `deltas` to the counters of an item (statistics); merged per item like accounts."""
@@ -127,8 +189,7 @@ class Batch:
             raise InvalidInput("a transfer needs two different accounts")
         if clashing := set(meta) & Transfer.CORE_ATTRIBUTES:
             raise ValueError(f"meta may not overwrite a transfer's own attributes: {sorted(clashing)}")
-        if not isinstance(amount_sats, int) or isinstance(amount_sats, bool) or amount_sats < 0:
-            raise InvalidInput(f"a transfer moves a whole, non-negative number of sats, not {amount_sats!r}")
+        require_sats(amount_sats, "a transfer's amount")
         transfer = Transfer(transfer_id, debit, credit, amount_sats, code, state, self.now, expires_at=expires_at, meta=meta)
         pk, sk = transfer_key(transfer_id)
         item: dict[str, Any] = {
@@ -148,7 +209,9 @@ class Batch:
             item["expires_at"] = _decimal_seconds(expires_at)
             # A sparse index of holds by expiry: the sweeper's only access pattern.
             item["gsi1pk"], item["gsi1sk"] = PENDING_INDEX_PARTITION, f"{iso(expires_at)}#{transfer_id}"
-        self._actions.append((f"transfer:{transfer_id}", {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}))
+        self._actions.append(
+            (Refused(Limit.TRANSFER_EXISTS, transfer_id), {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
+        )
         return transfer
 
     def _resolve(self, pending: Transfer, state: TransferState, posted_sats: int | None) -> None:
@@ -165,7 +228,7 @@ class Batch:
             values[":posted"] = posted_sats
         self._actions.append(
             (
-                f"resolve:{pending.transfer_id}",
+                Refused(Limit.HOLD_RESOLVED, pending.transfer_id),
                 {
                     "Update": {
                         "Key": {"pk": pk, "sk": sk},
@@ -179,13 +242,14 @@ class Batch:
             )
         )
 
-    def actions(self) -> list[tuple[str, dict[str, Any]]]:
+    def actions(self) -> list[tuple[Refused, dict[str, Any]]]:
         """Every action of the transaction, account updates merged one per account."""
         account_actions = [
-            (f"account:{account_id}", _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())
+            (Refused(Limit.OVERDRAFT, account_id), _account_update(account_id, delta)) for account_id, delta in sorted(self._deltas.items())
         ]
         counter_actions = [
-            (f"counter:{pk}", _counter_update(pk, sk, c["attributes"], c["deltas"])) for (pk, sk), c in sorted(self._counters.items())
+            (Refused(Limit.BOUND, pk), _counter_update(pk, sk, c["attributes"], c["deltas"]))
+            for (pk, sk), c in sorted(self._counters.items())
         ]
         labelled = self._actions + account_actions + counter_actions
         keys = [_item_key(action) for _, action in labelled]
@@ -220,7 +284,7 @@ def _counter_update(pk: str, sk: str, attributes: dict[str, str], deltas: dict[s
     }
 
 
-def _account_update(account_id: str, delta: _Delta) -> dict[str, Any]:
+def _account_update(account_id: str, delta: Account) -> dict[str, Any]:
     pk, sk = account_key(account_id)
     update: dict[str, Any] = {
         "Key": {"pk": pk, "sk": sk},
@@ -234,15 +298,15 @@ def _account_update(account_id: str, delta: _Delta) -> dict[str, Any]:
             ":dP": delta.debits_posted,
             ":cp": delta.credits_pending,
             ":cP": delta.credits_posted,
-            ":avail": delta.available,
+            ":avail": delta.computed_available_sats,
             ":type": "account",
             ":id": account_id,
         },
     }
-    if must_not_overdraw(account_id) and delta.available < 0:
+    if must_not_overdraw(account_id) and delta.computed_available_sats < 0:
         # The no-overdraft rule, next to the debit it guards: what is spent must be available.
         update["ConditionExpression"] = "available_sats >= :need"
-        update["ExpressionAttributeValues"][":need"] = -delta.available
+        update["ExpressionAttributeValues"][":need"] = -delta.computed_available_sats
     return {"Update": update}
 
 
@@ -260,7 +324,7 @@ class Ledger:
     def commit(self, batch: Batch) -> None:
         """Run the batch as one transaction; retries conflicts (bounded, jittered).
 
-        Raises `ConditionFailed` naming every failed condition; nothing is written then.
+        Raises `ConditionFailed` with every failed condition, typed; nothing is written then.
         """
         labelled = batch.actions()
         if len(labelled) > TRANSACTION_ACTIONS_MAX:
@@ -291,15 +355,32 @@ class Ledger:
         item = self.store.get(*transfer_key(transfer_id))
         return Transfer.from_item(item) if item else None
 
+    def item(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        """One item of the table (consistent), for a use case's own rows (counters, audit rows)."""
+        return self.store.get(*key)
+
+    def page(
+        self, partition: str, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a partition, and the key the next page starts from."""
+        return self.store.query(partition, limit=limit, start_key=start_key)
+
     def read(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Several items in one round trip (consistent)."""
         return self.store.batch_get(keys)
 
-    def expired_pending(self, now: float, limit: int) -> list[Transfer]:
-        """Holds whose expiry has passed, oldest first (the sparse pending index)."""
-        items, _ = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit)
-        # The index may lag; a stale hold fails its resolve condition and is simply skipped.
-        return [Transfer.from_item(item) for item in items]
+    def expired_pending(
+        self, now: float, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[Transfer], dict[str, Any] | None]:
+        """One page of holds whose expiry has passed, oldest first (the sparse pending index), and
+        the key the next page starts from (None after the last page).
+
+        The index may lag (a GSI is eventually consistent): it can still list holds already
+        resolved. Such a hold fails its resolve condition and is skipped; paging by key (not by
+        re-reading the first page) carries the sweep past them.
+        """
+        items, last = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit, start_key=start_key)
+        return [Transfer.from_item(item) for item in items], last
 
     # --- single-transfer conveniences ---------------------------------------------------
 
@@ -319,14 +400,14 @@ class Ledger:
 
     def _replayed(self, attempted: Transfer, failed: ConditionFailed) -> Transfer:
         """The answer to a transfer whose id was applied before (or the error that stopped it)."""
-        if f"transfer:{attempted.transfer_id}" in failed.labels:
+        if failed.lost(Limit.TRANSFER_EXISTS, attempted.transfer_id):
             existing = self.transfer(attempted.transfer_id)
             if existing is None:  # pragma: no cover - a put cannot fail on an absent item
                 raise Conflict("the transfer could not be written; retry")
             if not existing.same_request(attempted):
                 raise AlreadyApplied(f"transfer {attempted.transfer_id} was applied before with other parameters")
             return existing
-        accounts = [label.split(":", 1)[1] for label in failed.labels if label.startswith("account:")]
+        accounts = failed.ids(Limit.OVERDRAFT)
         raise InsufficientFunds(f"not enough sats available in {', '.join(accounts) or 'the ledger'}")
 
     def require_transfer(self, transfer_id: str) -> Transfer:

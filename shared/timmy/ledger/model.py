@@ -13,6 +13,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from timmy.errors import InvalidInput
+
+# --- amounts ------------------------------------------------------------------------------
+
+# Every amount in the domain is a whole number of sats from 0 to this bound: all the bitcoin
+# there will ever be (16 digits), far inside DynamoDB's 38 significant digits, so no sum of
+# amounts the ledger keeps can round when boto3 reads it back.
+SATS_MAX = 21_000_000 * 100_000_000
+
+
+def require_sats(value: object, what: str, minimum: int = 0) -> int:
+    """`value` as an amount of sats (an int, not a bool, within [minimum, SATS_MAX]), or InvalidInput."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= SATS_MAX:
+        raise InvalidInput(f"{what} is a whole number of sats from {minimum} to {SATS_MAX}, not {value!r}")
+    return value
+
+
 # --- accounts -----------------------------------------------------------------------------
 
 OPERATOR_EQUITY = "operator-equity"

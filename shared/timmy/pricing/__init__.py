@@ -1,8 +1,9 @@
 """Pricing: the model catalogue, request limits, the BTC/USD oracle and the `PricingService`."""
 
+from timmy.ports.price_source import PriceOracle, PriceQuote
 from timmy.pricing.catalogue import Catalogue, Model, default_catalogue, load_catalogue
 from timmy.pricing.limits import RequestLimits
-from timmy.pricing.oracle import FixedPriceOracle, PriceOracle, PriceQuote
+from timmy.pricing.oracle import FixedPriceOracle
 from timmy.pricing.service import Estimate, PricingConfig, PricingService, TokenUsage
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The BTC/USD price oracle: the port, a fixed price for offline use, and the exchange median.
+"""The BTC/USD price oracles (the ports are in `timmy.ports.price_source`): a fixed price for
+offline use, and the exchange median.
 
 `ExchangePriceOracle` asks every exchange at once (each call bounded by a timeout), drops answers
 outside the sanity bounds, takes the median of the rest (so one bad feed moves nothing either way),
@@ -13,55 +14,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Unavailable
+from timmy.ports.price_source import PriceCache, PriceQuote, PriceSource
 from timmy.telemetry import LoggingTelemetry, Telemetry
-
-
-@dataclass(frozen=True)
-class PriceQuote:
-    """One BTC price in USD, when it was fetched (epoch seconds) and from which sources."""
-
-    price_usd: Decimal
-    fetched_at: float
-    sources: tuple[str, ...] = ()
-
-
-class PriceOracle(Protocol):
-    def btc_usd(self) -> PriceQuote:
-        """A price fresher than the maximum age, or Unavailable(code="price_unavailable")."""
-        ...
-
-
-class PriceSourceError(Exception):
-    """One exchange did not give a usable price (down, slow, garbage)."""
-
-
-class PriceSource(Protocol):
-    """One public exchange API (an adapter in timmy.adapters.exchanges)."""
-
-    name: str
-
-    def fetch_btc_usd(self, timeout_seconds: float) -> Decimal:
-        """The exchange's last BTC/USD price; raises PriceSourceError."""
-        ...
-
-
-class PriceCache(Protocol):
-    """Where the last good price is shared between processes (an item of the table)."""
-
-    def load(self) -> PriceQuote | None: ...
-
-    def save(self, quote: PriceQuote) -> None:
-        """Store `quote` unless a newer one is already stored."""
-        ...
-
-    def try_lease(self, now: float, lease_seconds: float) -> bool:
-        """True for the one process allowed to refetch now; others keep using the cached price."""
-        ...
 
 
 class FixedPriceOracle:

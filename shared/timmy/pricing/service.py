@@ -1,7 +1,7 @@
 """`PricingService`: the one place that prices work (contract section 1).
 
 Every path — the estimate route, jobs, sessions, the worker's settlement — prices tokens through
-`_sats_for_tokens`, so the infra overhead and the margin are applied exactly once (the earlier
+`work_fee_usd`, so the infra overhead and the margin are applied exactly once (the earlier
 version applied them twice on the session path: see tests/unit/test_pricing.py's regression test).
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 from timmy.config import Settings
 from timmy.money import usd_to_sats
+from timmy.ports.price_source import PriceOracle
 from timmy.pricing.catalogue import TOKENS_PER_PRICE_UNIT, Catalogue, Model, default_catalogue
 from timmy.pricing.limits import RequestLimits
-from timmy.pricing.oracle import PriceOracle
 from timmy.pricing.tokens import input_tokens_upper_bound
 from timmy.telemetry import LoggingTelemetry, Telemetry
 

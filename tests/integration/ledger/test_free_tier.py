@@ -123,10 +123,10 @@ def test_the_sweeper_voids_an_expired_reservation(free_tier: FreeTierService, cl
     free_tier.decide_and_reserve(ESTABLISHED, 30, "still-running")
     clock.advance(300)
     free_tier.decide_and_reserve(ESTABLISHED, 10, "later")
-    assert free_tier.sweep() == 0  # nothing has expired yet
+    assert free_tier.sweep().voided == 0  # nothing has expired yet
     clock.advance(301)
-    assert free_tier.sweep() == 2
-    assert free_tier.sweep() == 0
+    assert free_tier.sweep().voided == 2
+    assert free_tier.sweep().voided == 0
     assert free_tier.pool_status().reserved_sats == 10
     assert free_tier.usage_today(TRUSTED.pubkey, "trusted").remaining_sats == 200
     assert free_tier.usage_today(ESTABLISHED.pubkey, "established").remaining_sats == 40
@@ -206,7 +206,7 @@ def test_a_credit_before_the_first_read_does_not_skip_the_seed(store: DynamoStor
 
 
 def test_the_budget_condition_holds_for_the_first_reservation_of_a_day(free_tier: FreeTierService) -> None:
-    assert free_tier._try_reserve(ESTABLISHED, "too-big", 51, 51) is None  # 51 > the 50-sat budget
+    assert free_tier._try_reserve(ESTABLISHED, "too-big", 51, 51) == (None, False)  # 51 > the 50-sat budget
     assert free_tier.pool_status().reserved_sats == 0
     assert free_tier.usage_today(ESTABLISHED.pubkey, "established").reserved_sats == 0
 
@@ -215,7 +215,7 @@ def test_the_sweeper_reads_the_pending_index_page_by_page(free_tier: FreeTierSer
     for index in range(7):
         free_tier.decide_and_reserve(TRUSTED, 5, f"r{index}")
     clock.advance(free_tier.settings.reservation_ttl_seconds + 1)
-    assert free_tier.sweep(page_size=3) == 7
+    assert free_tier.sweep(page_size=3).voided == 7
     assert free_tier.pool_status().reserved_sats == 0
 
 

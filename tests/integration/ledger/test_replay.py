@@ -84,7 +84,7 @@ def test_replays_of_every_operation_apply_once(service: FreeTierService, flaky: 
         service.record_grant(CALLER.pubkey, "r-free", 50, 50)
         service.release_reservation(CALLER.pubkey, "r-partial")
     clock.advance(10_000)
-    assert service.sweep() == 0
+    assert service.sweep().voided == 0
     status = service.pool_status()
     assert status.balance_sats == 1_000 - 50 + 50 + 70
     assert (status.grants_today, status.credited_today_sats, status.reserved_sats) == (1, 50, 0)
@@ -116,7 +116,7 @@ def test_a_settled_request_id_is_never_served_free_again(service: FreeTierServic
 def test_a_request_id_whose_hold_expired_is_not_handed_out_again(service: FreeTierService, clock: FixedClock) -> None:
     service.decide_and_reserve(CALLER, 40, "req-1")
     clock.advance(service.settings.reservation_ttl_seconds + 1)
-    assert service.sweep() == 1
+    assert service.sweep().voided == 1
     with pytest.raises(Conflict):
         service.decide_and_reserve(CALLER, 40, "req-1")
     assert service.pool_status().reserved_sats == 0

@@ -124,13 +124,13 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(amount=st.integers(1, 500))
     def topup(self, amount: int) -> None:
-        self.service.topup(amount, "machine")
+        self.service.topup(amount, "machine", transfer_id=self._next_request())
         self.model.pool_posted += amount
 
     @rule()
     def sweep(self) -> None:
         self.clock.advance(TTL_SECONDS + 1)
-        assert self.service.sweep() == len(self.model.holds)
+        assert self.service.sweep().voided == len(self.model.holds)
         self.model.holds.clear()
 
     @invariant()

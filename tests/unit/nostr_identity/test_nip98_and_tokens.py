@@ -236,8 +236,15 @@ def test_record_paid_action_is_an_update_with_add_and_if_not_exists() -> None:
     action = record_paid_action(KEYS.pubkey, 21, NOW)
     update = action["Update"]
     assert update["Key"] == {"pk": f"IDENTITY#{KEYS.pubkey}", "sk": "PROFILE"}
-    assert "ADD paid_sats :sats, paid_requests :one" in update["UpdateExpression"]
-    assert "if_not_exists(first_seen_at, :now)" in update["UpdateExpression"]
+    named = {placeholder: attribute for placeholder, attribute in update["ExpressionAttributeNames"].items()}
+    expression = update["UpdateExpression"]
+    for placeholder, attribute in named.items():
+        expression = expression.replace(placeholder + " ", attribute + " ").replace(placeholder + ",", attribute + ",")
+        expression = expression.replace(f"if_not_exists({placeholder},", f"if_not_exists({attribute},")
+    for placeholder, value in update["ExpressionAttributeValues"].items():
+        expression = expression.replace(placeholder, repr(value))
+    assert "ADD paid_sats 21, paid_requests 1" in expression
+    assert f"first_seen_at = if_not_exists(first_seen_at, {int(NOW)})" in expression
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError):
             record_paid_action(KEYS.pubkey, bad, NOW)  # type: ignore[arg-type]

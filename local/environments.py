@@ -1,0 +1,403 @@
+"""Execution environments, as Lambda has them: every invocation runs in its own OS process.
+
+A function has a pool of environments. An environment is a `python -m local.environment` process
+that imports the function once (its cold start) and then serves one event at a time, warm. The pool
+grows on demand up to a cap (the function's `ReservedConcurrentExecutions`, else
+`TIMMY_LOCAL_CONCURRENCY`), and environments idle longer than `TIMMY_LOCAL_IDLE_SECONDS` are
+retired. An event that finds every environment busy at the cap waits up to
+`TIMMY_LOCAL_THROTTLE_SECONDS`, then is throttled (`Throttled`). An invocation past the function's
+`Timeout` is killed with its environment (`InvocationTimeout`). A code change under functions/ or
+shared/ (checked by a watcher thread, not per request) retires every warm environment.
+
+Parent and environment talk over a socket pair, one JSON line each way per event; the environment's
+stdout and stderr are the parent's, so the handlers' logs reach the `make run` console.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from local.handlers import FunctionSpec, _code_fingerprint, function_specs
+from local.template import ROOT
+
+CONCURRENCY_DEFAULT = 4
+THROTTLE_SECONDS_DEFAULT = 10.0
+IDLE_SECONDS_DEFAULT = 300.0
+INIT_SECONDS_MIN = 10.0  # Lambda's init phase has its own 10 s limit; a loaded machine needs it
+WATCH_INTERVAL_SECONDS = 0.5
+DELAY_FILE_VARIABLE = "TIMMY_LOCAL_DELAY_FILE"  # test only: seconds each invocation sleeps first
+WORKER_MODULE = "local.environment"
+
+
+class Throttled(Exception):
+    """Every environment of the function stayed busy at its cap for the whole wait."""
+
+
+class InvocationTimeout(Exception):
+    """The invocation ran past the function's Timeout; its environment was killed."""
+
+
+class FunctionError(Exception):
+    """The handler raised (the environment stays warm), or its environment died."""
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def choose_python() -> tuple[str, str]:
+    """The template's runtime (python3.12) when it is on PATH and can import the dependencies,
+    else the venv's Python; and a sentence saying which, for the start-up banner."""
+    import shutil
+    import sysconfig
+
+    wanted = "python3.12"
+    current = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if current == wanted:
+        return sys.executable, f"environments run on {wanted} (the template's runtime)"
+    found = shutil.which(wanted)
+    if found is None:
+        return sys.executable, f"{wanted} (the template's runtime) is not on PATH: environments run on {current}, the venv's Python"
+    probe = subprocess.run(
+        [found, "-c", "import aws_lambda_powertools, pydantic, boto3"],
+        env={**os.environ, "PYTHONPATH": _pythonpath(found, sysconfig.get_paths()["purelib"])},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return found, f"environments run on {wanted} (the template's runtime)"
+    return sys.executable, f"{wanted} cannot import the venv's dependencies (built for {current}): environments run on {current}"
+
+
+def _pythonpath(python: str, site_packages: str | None = None) -> str:
+    parts = [str(ROOT), str(ROOT / "shared")]
+    if python != sys.executable and site_packages:
+        parts.append(site_packages)
+    return os.pathsep.join(parts)
+
+
+class Environment:
+    """One process serving one function, one event at a time."""
+
+    def __init__(self, spec: FunctionSpec, python: str, generation: int):
+        import sysconfig
+
+        self.spec, self.generation = spec, generation
+        self.last_used = time.monotonic()
+        parent, child = socket.socketpair()
+        description = json.dumps(
+            {
+                "logical_id": spec.logical_id,
+                "file": str(spec.file),
+                "attribute": spec.attribute,
+                "timeout_seconds": spec.timeout_seconds,
+                "memory_mb": spec.memory_mb,
+            }
+        )
+        env = {**os.environ, "PYTHONPATH": _pythonpath(python, sysconfig.get_paths()["purelib"]), "PYTHONUNBUFFERED": "1"}
+        env["AWS_LAMBDA_FUNCTION_NAME"] = spec.logical_id
+        env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
+        env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = str(spec.timeout_seconds)
+        try:
+            self.process = subprocess.Popen(
+                [python, "-m", WORKER_MODULE, str(child.fileno()), description, f"--owner={os.getpid()}"],
+                pass_fds=(child.fileno(),),
+                cwd=ROOT,
+                env=env,
+            )
+        finally:
+            child.close()
+        self.sock = parent
+        self.reader = parent.makefile("rb")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_ready(self) -> float:
+        """Wait for the cold start (the import); its duration in ms. Raises what the import raised."""
+        self.sock.settimeout(max(INIT_SECONDS_MIN, float(self.spec.timeout_seconds)))
+        try:
+            message = self._receive()
+        except TimeoutError:
+            self.kill()
+            raise InvocationTimeout(f"{self.spec.logical_id} did not finish its cold start in time") from None
+        if not message.get("ready"):
+            self.kill()
+            if message.get("error") == "FileNotFoundError":
+                raise FileNotFoundError(message.get("message", ""))
+            raise FunctionError(f"{self.spec.logical_id} failed its cold start: {message.get('error')}: {message.get('message')}")
+        return float(message.get("init_ms", 0))
+
+    def invoke(self, event: Any) -> Any:
+        self.sock.settimeout(float(self.spec.timeout_seconds))
+        try:
+            self.sock.sendall(json.dumps({"event": event}).encode() + b"\n")
+            message = self._receive()
+        except TimeoutError:
+            self.kill()
+            raise InvocationTimeout(f"{self.spec.logical_id} timed out after {self.spec.timeout_seconds} s") from None
+        finally:
+            self.last_used = time.monotonic()
+        if "error" in message:
+            raise FunctionError(f"{self.spec.logical_id} failed: {message['error']}: {message.get('message', '')}")
+        return message.get("result")
+
+    def _receive(self) -> dict[str, Any]:
+        try:
+            line = self.reader.readline()
+        except (ConnectionError, OSError) as error:
+            if isinstance(error, TimeoutError):
+                raise
+            line = b""
+        if not line:
+            self.kill()
+            raise FunctionError(f"the environment of {self.spec.logical_id} exited (code {self.process.poll()})")
+        decoded: dict[str, Any] = json.loads(line)
+        return decoded
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.kill()
+            self.process.wait()
+        self.close()
+
+    def retire(self) -> None:
+        """Close the socket (the environment exits on EOF), then make sure it did."""
+        self.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        for part in (self.reader, self.sock):
+            with contextlib.suppress(OSError):
+                part.close()
+        if not self.alive:
+            self.process.wait()
+
+
+class FunctionPool:
+    """The environments of one function."""
+
+    def __init__(self, spec: FunctionSpec, *, cap: int, python: str, throttle_seconds: float, idle_seconds: float):
+        self.spec, self.cap, self.python = spec, cap, python
+        self.throttle_seconds, self.idle_seconds = throttle_seconds, idle_seconds
+        self.generation = 0
+        self.idle: list[Environment] = []  # most recently used last
+        self.total = 0  # alive or starting
+        self.cold_starts = 0
+        self.last_init_ms = 0.0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def invoke(self, event: Any) -> Any:
+        environment = self._checkout()
+        healthy = False
+        try:
+            result = environment.invoke(event)
+            healthy = True
+            return result
+        except FunctionError:
+            healthy = environment.alive
+            raise
+        finally:
+            self._checkin(environment, healthy)
+
+    def _checkout(self) -> Environment:
+        deadline = time.monotonic() + self.throttle_seconds
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise FunctionError("the local stack is stopping")
+                while self.idle:
+                    environment = self.idle.pop()
+                    if environment.alive and environment.generation == self.generation:
+                        return environment
+                    self.total -= 1
+                    environment.retire()
+                if self.total < self.cap:
+                    self.total += 1
+                    generation = self.generation
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Throttled(f"{self.spec.logical_id} has {self.cap} environments, all busy")
+                self._cond.wait(remaining)
+        try:
+            environment = Environment(self.spec, self.python, generation)
+            self.last_init_ms = environment.wait_ready()
+            self.cold_starts += 1
+            return environment
+        except BaseException:
+            with self._cond:
+                self.total -= 1
+                self._cond.notify()
+            raise
+
+    def _checkin(self, environment: Environment, healthy: bool) -> None:
+        with self._cond:
+            if healthy and not self._closed and environment.alive and environment.generation == self.generation:
+                self.idle.append(environment)
+                self._cond.notify()
+                return
+            self.total -= 1
+            self._cond.notify()
+        environment.kill()
+
+    def retire_idle(self, older_than: float | None = None) -> int:
+        """Retire idle environments (all, or those unused for `older_than` seconds)."""
+        now = time.monotonic()
+        with self._cond:
+            keep = [e for e in self.idle if older_than is not None and now - e.last_used < older_than]
+            gone = [e for e in self.idle if e not in keep]
+            self.idle = keep
+            self.total -= len(gone)
+            self._cond.notify_all()
+        for environment in gone:
+            environment.retire()
+        return len(gone)
+
+    def new_generation(self) -> None:
+        """After a code change: busy environments retire when they finish, idle ones now."""
+        with self._cond:
+            self.generation += 1
+        self.retire_idle()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+        self.retire_idle()
+
+    @property
+    def pids(self) -> list[int]:
+        with self._cond:
+            return [e.process.pid for e in self.idle]
+
+
+class ExecutionEnvironments:
+    """Every function's pool; `invoke(logical_id, event)` as HandlerLoader has it. `stop()` ends all."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, FunctionSpec] | None = None,
+        *,
+        watch: bool = True,
+        python: str | None = None,
+        concurrency: int | None = None,
+        throttle_seconds: float | None = None,
+        idle_seconds: float | None = None,
+    ):
+        self.specs = dict(specs) if specs is not None else function_specs()
+        self.python = python or sys.executable
+        default_cap = concurrency or int(os.environ.get("TIMMY_LOCAL_CONCURRENCY") or CONCURRENCY_DEFAULT)
+        throttle = (
+            throttle_seconds if throttle_seconds is not None else _env_float("TIMMY_LOCAL_THROTTLE_SECONDS", THROTTLE_SECONDS_DEFAULT)
+        )
+        self.idle_seconds = idle_seconds if idle_seconds is not None else _env_float("TIMMY_LOCAL_IDLE_SECONDS", IDLE_SECONDS_DEFAULT)
+        self.pools = {
+            logical_id: FunctionPool(
+                spec,
+                cap=spec.reserved_concurrency or default_cap,
+                python=self.python,
+                throttle_seconds=throttle,
+                idle_seconds=self.idle_seconds,
+            )
+            for logical_id, spec in self.specs.items()
+        }
+        self.reloads = 0
+        self._stop = threading.Event()
+        self._fingerprint = _code_fingerprint() if watch else None
+        self._thread = threading.Thread(target=self._housekeeping, args=(watch,), name="environments", daemon=True)
+        self._thread.start()
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        spec = self.specs[logical_id]
+        if not spec.exists:
+            raise FileNotFoundError(f"{spec.file.relative_to(ROOT)} does not exist (yet)")
+        return self.pools[logical_id].invoke(event)
+
+    def reload(self) -> None:
+        """Retire every warm environment: the next event of each function is a cold start."""
+        for pool in self.pools.values():
+            pool.new_generation()
+        self.reloads += 1
+
+    def _housekeeping(self, watch: bool) -> None:
+        last_reap = time.monotonic()
+        while not self._stop.wait(WATCH_INTERVAL_SECONDS):
+            if watch:
+                fingerprint = _code_fingerprint()
+                if fingerprint != self._fingerprint:
+                    self._fingerprint = fingerprint
+                    self.reload()
+            if time.monotonic() - last_reap >= min(5.0, self.idle_seconds):
+                last_reap = time.monotonic()
+                for pool in self.pools.values():
+                    pool.retire_idle(older_than=self.idle_seconds)
+
+    def pids(self) -> list[int]:
+        return [pid for pool in self.pools.values() for pid in pool.pids]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for pool in self.pools.values():
+            pool.close()
+
+
+def _serve(fd: int, description: dict[str, Any]) -> int:
+    """The environment's side: import the handler, say ready, then one event per line until EOF."""
+    import traceback
+
+    from local.handlers import HandlerLoader, LambdaContext
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    sock = socket.socket(fileno=fd)
+    reader, writer = sock.makefile("rb"), sock.makefile("wb")
+    spec = FunctionSpec(
+        logical_id=description["logical_id"],
+        file=Path(description["file"]),
+        attribute=description["attribute"],
+        timeout_seconds=int(description["timeout_seconds"]),
+        memory_mb=int(description["memory_mb"]),
+    )
+
+    def send(message: dict[str, Any]) -> None:
+        writer.write(json.dumps(message, default=str).encode() + b"\n")
+        writer.flush()
+
+    started = time.perf_counter()
+    try:
+        handler = HandlerLoader({spec.logical_id: spec}, watch=False).handler(spec.logical_id)
+    except BaseException as error:
+        traceback.print_exc(file=sys.stderr)
+        send({"ready": False, "error": type(error).__name__, "message": str(error)})
+        return 1
+    send({"ready": True, "init_ms": (time.perf_counter() - started) * 1000})
+    delay_file = os.environ.get(DELAY_FILE_VARIABLE)
+    for line in reader:
+        event = json.loads(line)["event"]
+        if delay_file and os.path.exists(delay_file):
+            time.sleep(float(Path(delay_file).read_text() or 0))
+        try:
+            send({"result": handler(event, LambdaContext(spec))})
+        except Exception as error:
+            traceback.print_exc(file=sys.stderr)
+            send({"error": type(error).__name__, "message": str(error)})
+    return 0

@@ -1,0 +1,31 @@
+"""The deterministic local executor: a reproducible answer built from the request, no network.
+
+Tokens are counted with the same rule as the estimate's bound (timmy.pricing.tokens, one UTF-8
+byte per token at most): the input count is that bound, so usage never exceeds the estimate; the
+answer is cut to `max_output_tokens` UTF-8 bytes, so the output cap is honoured exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from timmy.ports.executor import EmptyOutput, ExecutionResult
+from timmy.pricing.service import TokenUsage
+from timmy.pricing.tokens import input_tokens_upper_bound, utf8_bytes_max
+
+
+def _truncate_utf8(text: str, bytes_max: int) -> str:
+    return text.encode("utf-8")[:bytes_max].decode("utf-8", errors="ignore")
+
+
+class DeterministicExecutor:
+    """Echoes a digest and the words of the request, reversed: same request, same answer."""
+
+    def run(self, request: str, model: str, max_output_tokens: int) -> ExecutionResult:
+        if not request.strip():
+            raise EmptyOutput("the request is empty: nothing to answer")
+        digest = hashlib.sha256(request.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
+        answer = f"[{model} {digest}] " + " ".join(reversed(request.split()))
+        text = _truncate_utf8(answer, max_output_tokens)
+        usage = TokenUsage(input_tokens=input_tokens_upper_bound(request), output_tokens=utf8_bytes_max(text))
+        return ExecutionResult(text=text, usage=usage)

@@ -1,0 +1,54 @@
+"""The store: one table of items keyed by (pk, sk), with conditional writes and transactions.
+
+The DynamoDB adapter (`timmy.adapters.dynamodb.DynamoStore`) implements it; the ledger is its
+main user. Items are plain Python (ints for whole numbers, Decimal otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+Item = dict[str, Any]
+
+
+class Store(Protocol):
+    def get(self, pk: str, sk: str, consistent: bool = True) -> Item | None:
+        """One item, or None."""
+        ...
+
+    def batch_get(self, keys: Sequence[tuple[str, str]], consistent: bool = True) -> dict[tuple[str, str], Item]:
+        """Items by (pk, sk); missing ones are absent from the answer."""
+        ...
+
+    def put(self, item: Mapping[str, Any], condition: str | None = None, values: Mapping[str, Any] | None = None) -> bool:
+        """Put `item`; with a condition, False (and nothing written) when it fails."""
+        ...
+
+    def delete(self, pk: str, sk: str) -> None: ...
+
+    def transact(self, actions: Sequence[Mapping[str, Any]]) -> None:
+        """All of `actions` or none; raises `TransactionCancelled` with one reason per action."""
+        ...
+
+    def query(
+        self,
+        pk: str,
+        *,
+        index: str | None = None,
+        sk_prefix: str | None = None,
+        sk_max: str | None = None,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        forward: bool = True,
+    ) -> tuple[list[Item], Item | None]:
+        """One page of a partition, and the key to continue from."""
+        ...
+
+    def scan(self) -> Iterator[Item]:
+        """Every item (the audit and tests)."""
+        ...
+
+    def describe(self) -> str:
+        """The table's status, ACTIVE when it serves (health)."""
+        ...

@@ -1,0 +1,25 @@
+"""The one spelling of a Nostr identity inside the domain: 64 lower-case hex digits (x-only pubkey).
+
+HTTP validates what a client sends; the domain canonicalises again at its own entry points, so an
+upper-case spelling cannot open a second budget and no pubkey can carry an id separator.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import NewType
+
+from timmy.errors import InvalidInput
+
+Pubkey = NewType("Pubkey", str)
+
+PUBKEY_HEX_LENGTH = 64
+_HEX = frozenset(string.hexdigits)
+
+
+def canonical_pubkey(value: object) -> Pubkey:
+    """`value` as the domain's pubkey (lower-case hex), or InvalidInput."""
+    if not isinstance(value, str) or len(value) != PUBKEY_HEX_LENGTH or not _HEX.issuperset(value):
+        shown = value[:16] + "…" if isinstance(value, str) and len(value) > 16 else value
+        raise InvalidInput(f"a pubkey is {PUBKEY_HEX_LENGTH} hex digits, not {shown!r}")
+    return Pubkey(value.lower())

@@ -1,0 +1,161 @@
+"""Execution environments over HTTP: every invocation in its own process, one event at a time, so
+concurrent callers never see each other's event; the function's Timeout kills an environment, the
+client gets the error shape and the next request is served; a killed queue message comes back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.environments import ExecutionEnvironments
+from local.gateway import Gateway
+from local.handlers import function_specs
+from local.poller import Poller, mappings_from
+from local.sqs import LocalSQS
+from tests.e2e.conftest import Answer, Stack
+from timmy.identity.signer import Keys
+
+ADMIN = {"authorization": f"Bearer {os.environ.get('ADMIN_API_KEY', 'test-admin-key')}", "content-type": "application/json"}
+
+
+@dataclasses.dataclass
+class EnvStack(Stack):
+    environments: ExecutionEnvironments
+    delay_file: Path
+
+
+@pytest.fixture
+def env_stack(table_name: str, local_sqs: LocalSQS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[EnvStack]:
+    for name, value in local_sqs.environment().items():
+        monkeypatch.setenv(name, value)
+    for name in ("ADMIN_API_KEY_SECRET_NAME", "TOKEN_SECRET_NAME", "LIGHTNING_API_KEY_SECRET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LIGHTNING_BACKEND", "simulated")
+    monkeypatch.setenv("PRICE_SOURCE", "fixed")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    delay_file = tmp_path / "delay"
+    monkeypatch.setenv("TIMMY_LOCAL_DELAY_FILE", str(delay_file))
+    # Short timeouts for the two functions the timeout tests hold, so a test outlasts one in seconds.
+    short = {"EstimateFunction", "WorkerFunction"}
+    specs = {k: dataclasses.replace(s, timeout_seconds=3) if k in short else s for k, s in function_specs().items()}
+    environments = ExecutionEnvironments(specs, watch=False, concurrency=4, throttle_seconds=60)
+    gateway = Gateway(0, environments).start()
+    monkeypatch.setenv("PUBLIC_BASE_URL", gateway.url)  # read by each environment when it starts
+    try:
+        yield EnvStack(gateway, environments, local_sqs, environments, delay_file)  # type: ignore[arg-type]
+    finally:
+        gateway.stop()
+        environments.stop()
+
+
+def topup(stack: Stack, key: str, amount: int) -> Answer:
+    body = json.dumps({"amount_sats": amount, "note": key})
+    while True:
+        answer = stack.request("POST", "/api/admin/pool/topup", body, {**ADMIN, "idempotency-key": key})
+        if not (answer.status == 409 and answer.json()["error"]["code"] == "request_in_progress"):
+            return answer
+        time.sleep(0.05)  # the first call with this key is still running: retry, as a client would
+
+
+def test_64_concurrent_topups_with_distinct_keys_book_64_transfers(env_stack: EnvStack) -> None:
+    before = env_stack.request("GET", "/api/pool").json()["balance_sats"]
+    amounts = {f"k{i}-{uuid.uuid4().hex[:6]}": i + 1 for i in range(64)}
+    with ThreadPoolExecutor(16) as threads:
+        answers = list(threads.map(lambda item: topup(env_stack, *item), amounts.items()))
+    assert [a.status for a in answers] == [200] * 64, [a.body for a in answers if a.status != 200]
+    bodies = [a.json() for a in answers]
+    assert len({b["transfer_id"] for b in bodies}) == 64
+    assert [b["amount_sats"] for b in bodies] == list(amounts.values())
+    after = env_stack.request("GET", "/api/pool").json()["balance_sats"]
+    assert after - before == sum(amounts.values())
+    assert 1 <= env_stack.environments.pools["AdminFunction"].cold_starts <= 4  # the cap
+
+
+def test_64_concurrent_topups_with_8_shared_keys_book_8_and_repeat_the_first_answer(env_stack: EnvStack) -> None:
+    before = env_stack.request("GET", "/api/pool").json()["balance_sats"]
+    keys = [f"shared-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+    calls = [(keys[i % 8], 100 + i % 8) for i in range(64)]
+    with ThreadPoolExecutor(16) as threads:
+        answers = list(threads.map(lambda call: topup(env_stack, *call), calls))
+    assert all(a.status == 200 for a in answers), [a.body for a in answers if a.status != 200]
+    by_key: dict[str, set[bytes]] = {}
+    for (key, _), answer in zip(calls, answers, strict=True):
+        by_key.setdefault(key, set()).add(json.dumps(answer.json()["transfer_id"]).encode())
+    assert all(len(ids) == 1 for ids in by_key.values()), by_key
+    assert len({next(iter(ids)) for ids in by_key.values()}) == 8
+    after = env_stack.request("GET", "/api/pool").json()["balance_sats"]
+    assert after - before == sum(100 + i for i in range(8))
+
+
+def test_32_concurrent_sign_ins_each_get_their_own_pubkey(env_stack: EnvStack) -> None:
+    signers = [Keys.generate() for _ in range(32)]
+    url = f"{env_stack.gateway.url}/api/identity/token"
+
+    def sign_in(keys: Keys) -> Answer:
+        return env_stack.request("POST", "/api/identity/token", headers={"authorization": keys.nip98_header(url, "POST")})
+
+    with ThreadPoolExecutor(16) as threads:
+        answers = list(threads.map(sign_in, signers))
+    assert [a.status for a in answers] == [200] * 32, [a.body for a in answers if a.status != 200]
+    assert [a.json()["pubkey"] for a in answers] == [k.pubkey for k in signers]
+
+
+def test_a_handler_past_its_timeout_is_killed_and_the_next_request_is_served(env_stack: EnvStack) -> None:
+    assert env_stack.request("GET", "/api/pool").status == 200
+    pool = env_stack.environments.pools["EstimateFunction"]
+    (warm,) = pool.pids
+    env_stack.delay_file.write_text("30")
+    started = time.monotonic()
+    answer = env_stack.request("GET", "/api/pool")
+    assert time.monotonic() - started < 10
+    assert answer.status == 504 and answer.json()["error"]["code"] == "integration_timeout"
+    assert not Path(f"/proc/{warm}").exists()  # killed and reaped
+    env_stack.delay_file.unlink()
+    assert env_stack.request("GET", "/api/pool").status == 200
+    assert pool.pids and warm not in pool.pids and pool.cold_starts == 2
+
+
+def test_a_queue_message_whose_handler_was_killed_is_redelivered(env_stack: EnvStack) -> None:
+    mapping = next(m for m in mappings_from(env_stack.environments) if m.function == "WorkerFunction")
+    client = env_stack.sqs.client()
+    received: list[Any] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        received.extend(r["messageId"] for r in event["Records"])
+        return env_stack.environments.invoke(function, event)
+
+    poller = Poller(env_stack.sqs, env_stack.environments, invoke=invoke, mappings=[mapping])
+    client.send_message(QueueUrl=env_stack.sqs.queue_urls[mapping.queue], MessageBody=json.dumps({"job_id": "none"}))
+    env_stack.delay_file.write_text("30")
+    assert poller.poll_once(mapping, client) == 1  # killed past the timeout: nothing deleted
+    env_stack.delay_file.unlink()
+    deadline = time.monotonic() + 10
+    while len(received) < 2 and time.monotonic() < deadline:
+        poller.poll_once(mapping, client)
+    assert len(received) >= 2 and received[0] == received[1]  # the same message, delivered again
+
+
+def test_a_code_change_retires_the_warm_environments(tmp_path: Path) -> None:
+    code = tmp_path / "app.py"
+    code.write_text("import os\ndef handler(event, context):\n    return {'version': 'v1', 'pid': os.getpid()}\n")
+    spec = dataclasses.replace(next(iter(function_specs().values())), logical_id="EchoFunction", file=code, attribute="handler")
+    environments = ExecutionEnvironments({"EchoFunction": spec}, watch=False, concurrency=1)
+    try:
+        first = environments.invoke("EchoFunction", {})
+        assert environments.invoke("EchoFunction", {})["pid"] == first["pid"]  # warm
+        code.write_text(code.read_text().replace("v1", "v2"))
+        environments.reload()  # what the watcher thread does when a .py under functions/ or shared/ changes
+        second = environments.invoke("EchoFunction", {})
+        assert second["version"] == "v2" and second["pid"] != first["pid"]
+        assert not Path(f"/proc/{first['pid']}").exists()
+    finally:
+        environments.stop()

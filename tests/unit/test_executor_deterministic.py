@@ -1,0 +1,26 @@
+import pytest
+
+from timmy.adapters.executor_deterministic import DeterministicExecutor
+from timmy.ports.executor import EmptyOutput
+from timmy.pricing.tokens import input_tokens_upper_bound
+
+
+def test_same_request_same_answer_and_true_counts():
+    first = DeterministicExecutor().run("what is two plus two", "timmy-local", 256)
+    second = DeterministicExecutor().run("what is two plus two", "timmy-local", 256)
+    assert first == second
+    assert first.text.endswith("] two plus two is what")
+    assert first.usage.input_tokens == input_tokens_upper_bound("what is two plus two")
+    assert first.usage.output_tokens == len(first.text.encode("utf-8"))
+
+
+@pytest.mark.parametrize("cap", [1, 5, 17])
+def test_output_cap_is_honoured_even_mid_character(cap):
+    result = DeterministicExecutor().run("héllo wörld ünïcode " * 20, "timmy-local", cap)
+    assert result.usage.output_tokens <= cap
+    assert len(result.text.encode("utf-8")) <= cap
+
+
+def test_blank_request_is_empty_output():
+    with pytest.raises(EmptyOutput):
+        DeterministicExecutor().run("   ", "timmy-local", 10)

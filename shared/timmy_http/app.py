@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -17,7 +18,6 @@ from timmy_http.errors import register_error_handlers
 from timmy_http.observability import logger, metrics, tracer
 
 JSON_CONTENT_TYPE = "application/json"
-BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 def create_app(known_routes: Any = None) -> APIGatewayHttpResolver:
@@ -27,19 +27,18 @@ def create_app(known_routes: Any = None) -> APIGatewayHttpResolver:
     return app
 
 
-def guard_body(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The contract's answer for a body too large (413) or not UTF-8 (400), before any parsing.
+def guard_body(event: dict[str, Any], body_routes: Callable[[], frozenset[str]] = frozenset) -> dict[str, Any] | None:
+    """The contract's answer for a body too large (413), not UTF-8 or not JSON (400), or sent as
+    another media type than JSON (400), before any parsing.
 
-    Returns an API Gateway v2 response to send instead, or None when the body is acceptable.
+    `body_routes` names the route keys (`POST /api/estimate`) whose handler takes a JSON body: a
+    non-JSON type is refused there even on an empty body. Returns an API Gateway v2 response to
+    send instead, or None when the body is acceptable.
     """
     body = event.get("body")
-    headers = event.get("headers") or {}
-    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type != JSON_CONTENT_TYPE and (body or event.get("requestContext", {}).get("http", {}).get("method") in BODY_METHODS):
-        return _answer(400, "unsupported_content_type", f"the body must be JSON sent as 'content-type: {JSON_CONTENT_TYPE}'")
-    if content_type:
-        # Media types are case-insensitive (RFC 9110); the framework's validation compares them as written.
-        headers["content-type"] = headers["content-type"].lower()
+    media_type = _normalise_content_type(event)
+    if media_type and media_type != JSON_CONTENT_TYPE and (body or event.get("routeKey") in body_routes()):
+        return _answer(400, "unsupported_content_type", f"send the body as JSON with 'content-type: {JSON_CONTENT_TYPE}'")
     if not body:
         return None
     limit = get_settings().max_body_bytes
@@ -71,6 +70,20 @@ def guard_body(event: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _normalise_content_type(event: dict[str, Any]) -> str:
+    """The request's media type, lower case; the event's header lower-cased too.
+
+    Media types are case-insensitive (RFC 9110) but the framework's validation compares the
+    header as written: `APPLICATION/JSON` would reach it as an unknown type.
+    """
+    headers = event.get("headers") or {}
+    value = headers.get("content-type")
+    if not isinstance(value, str):
+        return ""
+    headers["content-type"] = value.strip().lower()
+    return headers["content-type"].split(";", 1)[0].strip()
+
+
 def _too_large(limit: int) -> dict[str, Any]:
     return _answer(413, "payload_too_large", f"the body is over the limit of {limit} bytes")
 
@@ -87,11 +100,22 @@ def _answer(status: int, code: str, message: str) -> dict[str, Any]:
 def lambda_handler_for(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda entry point of a resolver: two lines in each function's app.py use it."""
 
+    @cache
+    def body_routes() -> frozenset[str]:
+        # Read from the resolver's own spec, once, and only when a non-JSON type arrives on an
+        # empty body: the spec is not built on the common path (cold start).
+        return frozenset(
+            f"{method.upper()} {path}"
+            for path, operations in app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True).get("paths", {}).items()
+            for method, operation in operations.items()
+            if isinstance(operation, dict) and "requestBody" in operation
+        )
+
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @tracer.capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        refusal = guard_body(event)
+        refusal = guard_body(event, body_routes)
         if refusal is not None:
             return refusal
         return app.resolve(event, context)

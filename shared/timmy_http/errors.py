@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from timmy.errors import TimmyError
@@ -50,6 +50,11 @@ def register_error_handlers(app: APIGatewayHttpResolver, known_routes: Any = Non
         errors = error.errors()
         code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else "invalid_input"
         return error_response(400, code, describe_validation_errors(errors))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _not_json(_error: RequestUnsupportedContentType) -> Response:
+        # guard_body refuses these first; this keeps a route the guard does not know from a 500.
+        return error_response(400, "unsupported_content_type", "send the body as JSON with 'content-type: application/json'")
 
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(_error: UnicodeDecodeError) -> Response:

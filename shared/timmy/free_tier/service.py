@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
-from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, Unprocessable
 from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
@@ -544,4 +544,4 @@ def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
             raise ValueError
         return key
     except (ValueError, TypeError):
-        raise InvalidInput("'cursor' is not a cursor this route gave out for this day", code="invalid_cursor") from None
+        raise Unprocessable("'cursor' is not a cursor this route gave out for this day", code="invalid_cursor") from None

@@ -94,6 +94,17 @@ class Settings(BaseModel):
     request_input_tokens_max: int = Field(default=32_768, gt=0)
     default_model: str = "timmy-local"
 
+    # --- the executor (the worker's model calls) ------------------------------------------
+    executor_backend: Literal["deterministic", "providers"] = "deterministic"
+    executor_timeout_seconds: float = Field(default=45.0, gt=0)  # < the worker's Timeout (tested)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    openai_api_key: str = ""
+    openai_api_key_secret_name: str = ""
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str = ""
+    anthropic_api_key_secret_name: str = ""
+
     # --- Lightning -----------------------------------------------------------------------
     lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
 

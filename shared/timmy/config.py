@@ -131,6 +131,8 @@ class Settings(BaseModel):
 
     # --- Lightning -----------------------------------------------------------------------
     lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
+    lnurl_timeout_seconds: float = Field(default=5.0, gt=0)  # each LNURL-pay request (two per refund)
+    lnurl_allow_local: bool = False  # tests only: refund addresses at localhost/127.0.0.1 over http
 
     @field_validator("eval_disallowed_patterns")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -46,14 +47,24 @@ class HttpAnswer:
         return json.loads(self.body)
 
 
-def _connection(url: str, timeout_seconds: float) -> tuple[http.client.HTTPConnection, str]:
+def _connection(url: str, timeout_seconds: float, connect_to: str | None) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"only http(s) URLs are called, not {url!r}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection: http.client.HTTPConnection
     if parts.scheme == "https":
-        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout_seconds, context=ssl.create_default_context()), path
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_seconds), path
+        connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout_seconds, context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_seconds)
+    if connect_to is not None:
+        # Connect to the address the caller checked, while TLS still verifies the URL's host name:
+        # a second DNS answer (rebinding) cannot move the request elsewhere.
+        def pinned(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+            return socket.create_connection((connect_to, address[1]), *args, **kwargs)
+
+        connection._create_connection = pinned  # type: ignore[attr-defined]
+    return connection, path
 
 
 def _remaining(deadline: float) -> float:
@@ -71,13 +82,15 @@ def exchange(
     body_bytes_max: int,
     headers: Mapping[str, str] | None = None,
     body: bytes | None = None,
+    connect_to: str | None = None,
 ) -> HttpAnswer:
-    """Send one request and read the whole answer (any status) within `timeout_seconds`.
+    """Send one request and read the whole answer (any status) within `timeout_seconds`;
+    `connect_to`: the IP address to connect to instead of resolving the URL's host.
 
     Raises HttpTimedOut, HttpUnreachable or HttpAnswerTooLarge; ValueError for a non-http(s) URL.
     """
     deadline = time.monotonic() + timeout_seconds
-    connection, path = _connection(url, timeout_seconds)
+    connection, path = _connection(url, timeout_seconds, connect_to)
     try:
         connection.request(method, path, body=body, headers=dict(headers or {}))
         sock = connection.sock  # kept: http.client lets go of it once an HTTP/1.0 answer begins

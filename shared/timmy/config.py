@@ -131,6 +131,9 @@ class Settings(BaseModel):
 
     # --- Lightning -----------------------------------------------------------------------
     lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
+    lightning_api_key: str = ""  # plain (local stack and tests); AWS: lightning_api_key_secret_name
+    lnbits_url: str = ""  # LNbits' base URL (LIGHTNING_BACKEND=lnbits); the key is its wallet's admin key
+    lnbits_timeout_seconds: float = Field(default=10.0, gt=0)  # per call; above LNbits' 5 s pay wait
     lnurl_timeout_seconds: float = Field(default=5.0, gt=0)  # each LNURL-pay request (two per refund)
     lnurl_allow_local: bool = False  # tests only: refund addresses at localhost/127.0.0.1 over http
 

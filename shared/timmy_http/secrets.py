@@ -34,3 +34,7 @@ def openai_api_key(settings: Settings) -> str:
 
 def anthropic_api_key(settings: Settings) -> str:
     return _secret(settings.anthropic_api_key_secret_name, settings.anthropic_api_key, "Anthropic API key")
+
+
+def lightning_api_key(settings: Settings) -> str:
+    return _secret(settings.lightning_api_key_secret_name, settings.lightning_api_key, "Lightning backend's API key")

@@ -6,13 +6,16 @@ SAM_VENV := .venv-sam
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.deps-installed
 SAM_STAMP := $(SAM_VENV)/.sam-installed
+# LNbits (the tests start a real one) pins libraries Timmy does not use: its own venv.
+LNBITS_VENV := .venv-lnbits
+LNBITS_STAMP := $(LNBITS_VENV)/.lnbits-installed
 JAR := node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONPATH := $(CURDIR):$(CURDIR)/shared
 
 .PHONY: install run test lint typecheck validate unit bench clean
 
-install: $(DEPS_STAMP) $(JAR) $(SAM_STAMP)
+install: $(DEPS_STAMP) $(JAR) $(SAM_STAMP) $(LNBITS_STAMP)
 
 $(DEPS_STAMP): requirements-dev.txt shared/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +31,12 @@ $(SAM_STAMP):
 	@$(SAM_VENV)/bin/python -m pip install -qq --disable-pip-version-check aws-sam-cli==1.170.0
 	@touch $@
 
+# bitstring 5 breaks LNbits' bolt11 at import (ConstBitStream): held below it.
+$(LNBITS_STAMP):
+	@test -x $(LNBITS_VENV)/bin/python || $(PYTHON) -m venv $(LNBITS_VENV)
+	@$(LNBITS_VENV)/bin/python -m pip install -qq --disable-pip-version-check lnbits==1.6.2 'bitstring>=4.3,<5'
+	@touch $@
+
 run: $(DEPS_STAMP) $(JAR)
 	@$(PY) -m local.run
 
@@ -41,7 +50,7 @@ typecheck: $(DEPS_STAMP)
 validate: $(SAM_STAMP)
 	@SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
 
-unit: $(DEPS_STAMP) $(JAR)
+unit: $(DEPS_STAMP) $(JAR) $(LNBITS_STAMP)
 	@$(PY) -m pytest
 
 test: install lint typecheck validate unit
@@ -50,4 +59,4 @@ bench: $(DEPS_STAMP) $(JAR)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LNBITS_VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -8,16 +8,38 @@ that `timmy_http.secrets` fetches through Powertools parameters (cached), while 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Tier = Literal["new", "established", "trusted", "elite"]
 TIERS: tuple[Tier, ...] = ("new", "established", "trusted", "elite")
+
+
+PATTERNS_MAX = 200  # a bound on the evaluator's rule list: every request runs each of them
+
+
+def parse_patterns(text: str) -> list[str]:
+    """`EVAL_DISALLOWED_PATTERNS`: a JSON array of regular expressions ("" for none)."""
+    if not text.strip():
+        return []
+    patterns = json.loads(text)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise ValueError("EVAL_DISALLOWED_PATTERNS must be a JSON array of non-empty strings")
+    if len(patterns) > PATTERNS_MAX:
+        raise ValueError(f"EVAL_DISALLOWED_PATTERNS holds {len(patterns)} patterns; at most {PATTERNS_MAX}")
+    for number, pattern in enumerate(patterns, start=1):
+        try:
+            re.compile(pattern)  # a bad pattern stops the cold start, not a request
+        except re.error as error:
+            raise ValueError(f"EVAL_DISALLOWED_PATTERNS rule {number} is not a regular expression: {error}") from None
+    return patterns
 
 
 class Settings(BaseModel):
@@ -93,6 +115,19 @@ class Settings(BaseModel):
     request_bytes_max: int = Field(default=32_768, gt=0)
     request_input_tokens_max: int = Field(default=32_768, gt=0)
     default_model: str = "timmy-local"
+    # The evaluator's disallowed-content rules: a JSON array of case-insensitive regular expressions.
+    eval_disallowed_patterns: str = ""
+
+    # --- the executor (the worker's model calls) ------------------------------------------
+    executor_backend: Literal["deterministic", "providers"] = "deterministic"
+    executor_timeout_seconds: float = Field(default=45.0, gt=0)  # < the worker's Timeout (tested)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    openai_api_key: str = ""
+    openai_api_key_secret_name: str = ""
+    anthropic_base_url: str = "https://api.anthropic.com"
+    anthropic_api_key: str = ""
+    anthropic_api_key_secret_name: str = ""
 
     # --- Lightning -----------------------------------------------------------------------
     lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
@@ -101,6 +136,17 @@ class Settings(BaseModel):
     donation_max_sats: int = Field(default=1_000_000, ge=1)
     payout_fee_limit_sats: int = Field(default=10, ge=0)  # the most routing fee a payout may spend
     payout_unknown_grace_seconds: int = Field(default=600, gt=0)  # a payout the backend never saw is failed after this
+    lightning_api_key: str = ""  # plain (local stack and tests); AWS: lightning_api_key_secret_name
+    lnbits_url: str = ""  # LNbits' base URL (LIGHTNING_BACKEND=lnbits); the key is its wallet's admin key
+    lnbits_timeout_seconds: float = Field(default=10.0, gt=0)  # per call; above LNbits' 5 s pay wait
+    lnurl_timeout_seconds: float = Field(default=5.0, gt=0)  # each LNURL-pay request (two per refund)
+    lnurl_allow_local: bool = False  # tests only: refund addresses at localhost/127.0.0.1 over http
+
+    @field_validator("eval_disallowed_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: str) -> str:
+        parse_patterns(value)  # a bad list or pattern stops the cold start with the variable's name
+        return value
 
     def daily_budget_sats(self, tier: Tier) -> int:
         """The subsidy budget of one identity of `tier` for one UTC day."""

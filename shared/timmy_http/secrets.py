@@ -26,3 +26,15 @@ def admin_api_key(settings: Settings) -> str:
 
 def token_secret(settings: Settings) -> str:
     return _secret(settings.token_secret_name, settings.token_secret, "token secret")
+
+
+def openai_api_key(settings: Settings) -> str:
+    return _secret(settings.openai_api_key_secret_name, settings.openai_api_key, "OpenAI API key")
+
+
+def anthropic_api_key(settings: Settings) -> str:
+    return _secret(settings.anthropic_api_key_secret_name, settings.anthropic_api_key, "Anthropic API key")
+
+
+def lightning_api_key(settings: Settings) -> str:
+    return _secret(settings.lightning_api_key_secret_name, settings.lightning_api_key, "Lightning backend's API key")

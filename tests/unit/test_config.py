@@ -41,3 +41,12 @@ def test_a_reservation_outlives_every_delivery_of_its_work() -> None:
 def test_pricing_settings_that_would_price_at_zero_or_crash_are_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         Settings.from_environment(environ)
+
+
+def test_a_provider_call_ends_before_the_worker_is_killed() -> None:
+    """The executor's deadline must leave the worker time to settle (release holds, make the paid
+    sats refundable) before Lambda's Timeout kills it."""
+    from local.template import load_template
+
+    worker_timeout_seconds = load_template()["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
+    assert Settings().executor_timeout_seconds <= worker_timeout_seconds - 10

@@ -25,9 +25,12 @@ os.environ.setdefault("TIMMY_DATA_DIR", tempfile.mkdtemp(prefix="timmy-tests-"))
 from local.dynamodb import DynamoDBLocal
 from local.sqs import LocalSQS
 from tests.api_client import ApiClient
+from tests.lnbits_server import lnbits  # a real LNbits for the session, shared by every folder
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.ledger.invariants import audit_store
 from timmy_http.services import Services, reset_services
+
+__all__ = ["lnbits"]
 
 
 @pytest.fixture(scope="session")

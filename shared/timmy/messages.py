@@ -37,12 +37,18 @@ def register(queue: str, message_type: str) -> Callable[[MessageHandler], Messag
     def decorate(handler: MessageHandler) -> MessageHandler:
         existing = _registry.get((queue, message_type))
         # The same function loaded again (a new cold start in this process) replaces itself.
-        if existing is not None and (existing.__module__, existing.__qualname__) != (handler.__module__, handler.__qualname__):
+        if existing is not None and _origin(existing) != _origin(handler):
             raise ValueError(f"{queue}/{message_type} is already handled by {existing.__qualname__}")
         _registry[(queue, message_type)] = handler
         return handler
 
     return decorate
+
+
+def _origin(handler: MessageHandler) -> tuple[str, str]:
+    """Where a handler is defined: its file and name, whatever module name it was loaded under."""
+    code = getattr(handler, "__code__", None)
+    return (code.co_filename if code else handler.__module__), handler.__qualname__
 
 
 def parse(body: str) -> dict[str, Any]:

@@ -142,6 +142,11 @@ class Services:
             from timmy.adapters.lightning_simulated import SimulatedLightning
 
             return SimulatedLightning(self.settings.timmy_data_dir, self.clock)
+        if backend == "lnbits":
+            from timmy.adapters.lightning_lnbits import lnbits_from_settings
+            from timmy_http.secrets import lightning_api_key
+
+            return lnbits_from_settings(self.settings, lambda: lightning_api_key(self.settings), self.clock)
         from timmy.errors import Unavailable
 
         raise Unavailable(f"the Lightning backend {backend!r} is not available in this build", code="lightning_unavailable")

@@ -24,3 +24,17 @@ def test_output_cap_is_honoured_even_mid_character(cap):
 def test_blank_request_is_empty_output():
     with pytest.raises(EmptyOutput):
         DeterministicExecutor().run("   ", "timmy-local", 10)
+
+
+@pytest.mark.parametrize("model", ["gpt-5", "gpt-4o-mini", "claude-haiku-4-5", "timmy-local"])
+@pytest.mark.parametrize("request_text", ["what is two plus two", "tell me about lightning. " * 200], ids=["short", "long"])
+def test_usage_never_exceeds_the_estimate_whichever_count_the_estimate_used(model: str, request_text: str) -> None:
+    from decimal import Decimal
+
+    from timmy.clock import FixedClock
+    from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits
+
+    config = PricingConfig(Decimal("20"), Decimal("30"), "timmy-local", RequestLimits(32_768, 32_768))
+    estimate = PricingService(config, FixedPriceOracle(Decimal("100000"), FixedClock())).estimate_request_cost(request_text, model, 64)
+    usage = DeterministicExecutor().run(request_text, model, 64).usage
+    assert usage.input_tokens <= estimate.input_tokens and usage.output_tokens <= estimate.output_tokens

@@ -26,6 +26,7 @@ class Model:
     max_output_tokens: int
     context_window_tokens: int
     prices_date: str
+    tokenizer: str | None = None  # a packaged public encoding (timmy.pricing.tokenizer), or None: the bound
 
     def __post_init__(self) -> None:
         assert self.input_usd_per_million_tokens >= 0 and self.output_usd_per_million_tokens >= 0, self.name
@@ -65,6 +66,7 @@ def _model(entry: dict[str, object]) -> Model:
         max_output_tokens=int(str(entry["max_output_tokens"])),
         context_window_tokens=int(str(entry["context_window_tokens"])),
         prices_date=str(entry["prices_date"]),
+        tokenizer=str(entry["tokenizer"]) if entry.get("tokenizer") else None,
     )
 
 

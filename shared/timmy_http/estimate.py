@@ -12,9 +12,13 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
 
+from timmy.config import get_settings
 from timmy.errors import InvalidInput
 from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
+from timmy.payments.donations import NOTE_CHARS_MAX, Donation
+from timmy.payments.invoices import SATS_MAX
+from timmy.payments.model import InvoiceRecord
 from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL
 from timmy_http.services import services
@@ -74,6 +78,54 @@ class EstimateAnswer(BaseModel):
     model: str
     pool: PoolSummary
     identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
+
+
+def _donation_maximum(schema: dict[str, Any]) -> None:
+    """The spec's maximum of a donation: the configured DONATION_MAX_SATS (read when the spec is built)."""
+    schema["maximum"] = min(get_settings().donation_max_sats, SATS_MAX)
+
+
+class DonationBody(BaseModel):
+    """`POST /api/pool/donations`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_sats: Annotated[StrictInt, Field(ge=1), INTEGRAL] = Field(
+        description="whole sats to donate, 1 … DONATION_MAX_SATS", json_schema_extra=_donation_maximum
+    )
+    note: StrictStr | None = Field(default=None, max_length=NOTE_CHARS_MAX, description="a word for the operator")
+
+
+class InvoiceView(BaseModel):
+    bolt11: str
+    payment_hash: str
+    amount_sats: int
+    expires_at: int = Field(description="epoch seconds: the invoice cannot be paid after")
+
+
+class DonationAnswer(BaseModel):
+    donation_id: str
+    amount_sats: int
+    status: str = Field(description="awaiting_payment: pay the invoice; the pool is credited once it is paid")
+    invoice: InvoiceView
+
+
+def invoice_view(invoice: InvoiceRecord) -> dict[str, Any]:
+    return {
+        "bolt11": invoice.bolt11,
+        "payment_hash": invoice.payment_hash,
+        "amount_sats": invoice.amount_sats,
+        "expires_at": int(invoice.expires_at),
+    }
+
+
+def donation_answer(donation: Donation) -> dict[str, Any]:
+    return {
+        "donation_id": donation.donation_id,
+        "amount_sats": donation.amount_sats,
+        "status": "awaiting_payment",
+        "invoice": invoice_view(donation.invoice),
+    }
 
 
 def check_query_encoding(raw_query: str) -> None:

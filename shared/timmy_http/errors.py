@@ -69,6 +69,7 @@ _PROBLEMS = {
     "dict_type": "must be a JSON object",
     "list_type": "must be a list",
     "json_invalid": "is not valid JSON",
+    "not_null": "may be left out but not null",
 }
 
 

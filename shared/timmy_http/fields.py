@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, StrictInt
+from pydantic_core import PydanticCustomError
 
 
 def _integral(value: Any) -> Any:
@@ -22,5 +23,17 @@ def _integral(value: Any) -> Any:
 INTEGRAL = BeforeValidator(_integral)
 """Put last in `Annotated[StrictInt, Field(ge=…), INTEGRAL]`: bounds given before it reach the spec as
 minimum/maximum (given after, pydantic could only document them under names JSON Schema does not know)."""
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("not_null", "may be left out but not null")
+    return value
+
+
+NOT_NULL = BeforeValidator(_not_null)
+"""On an optional field (`Annotated[X | None, NOT_NULL] = None`): absent is None, an explicit null is
+refused, so a schema without `null` (what `WithJsonSchema` or `not_null_schema` says) is the truth."""
+
 WholeNumber = Annotated[StrictInt, INTEGRAL]
 """A JSON integer: an int, or a float without a fraction (never a string or a boolean)."""

@@ -74,9 +74,13 @@ def _plain(value: Any) -> Any:
 ERROR_DESCRIPTIONS = {
     "400": "invalid input (the spec's shape, a malformed header or body): the message says what to fix",
     "401": "missing or invalid credentials",
+    "402": "payment required: the body carries the invoice",
+    "403": "not allowed for these credentials",
+    "404": "not found: the message names what",
     "409": "a conflict: this Idempotency-Key was used with another body or its first request is still running, or the state does not allow it",
     "413": "too large: the body, or the request for the model chosen (its context window, its output cap)",
     "422": "well formed but naming nothing that can exist (a pubkey off the curve, a cursor never given out)",
+    "429": "rate limited: retry after the time the message gives",
     "503": "a dependency (storage, a queue, the price) did not answer: retry shortly",
 }
 EVERY_ROUTE_ERRORS = ("400", "413", "503")  # the guard (body, content type, Idempotency-Key) and an unavailable dependency
@@ -85,6 +89,9 @@ ERRORS_EXTENSION = "x-timmy-errors"
 
 def errors(*statuses: int) -> dict[str, Any]:
     """A route's `openapi_extensions`: the error statuses it answers beyond every route's."""
+    unknown = [status for status in statuses if str(status) not in ERROR_DESCRIPTIONS]
+    if unknown:
+        raise ValueError(f"no description of the error statuses {unknown}: add them to ERROR_DESCRIPTIONS")
     return {ERRORS_EXTENSION: [str(status) for status in statuses]}
 
 

@@ -21,7 +21,7 @@ import pytest
 from timmy.identity.signer import Keys
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "100"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "50"))
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "20261203"))
 RUN_SECONDS_MAX = 300
 ADMIN_KEY = "test-admin-key"  # tests/conftest.py's ADMIN_API_KEY

@@ -144,7 +144,7 @@ class Services:
         if backend == "simulated":
             from timmy.adapters.lightning_simulated import SimulatedLightning
 
-            return SimulatedLightning(self.settings.timmy_data_dir, self.clock)
+            return SimulatedLightning(self.settings.timmy_data_dir, self.clock, notify_async=True)
         if backend == "lnbits":
             from timmy.adapters.lightning_lnbits import lnbits_from_settings
             from timmy_http.secrets import lightning_api_key

@@ -14,6 +14,7 @@ from typing import Any
 
 QUEUES = ("settlement", "work")
 PING = "ping"  # a message every queue accepts and ignores: smoke tests and sample events
+JOB_EXECUTE = "job.execute"  # work: {job_id}, a job whose work may start (free, or paid)
 INVOICE_NOTIFIED = "invoice.notified"  # settlement: {payment_hash, owner}, from the Lightning webhook
 
 MessageHandler = Callable[[dict[str, Any]], None]

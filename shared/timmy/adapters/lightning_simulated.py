@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -63,10 +64,11 @@ def http_notify(url: str, body: bytes) -> None:
 class SimulatedLightning:
     name = "simulated"
 
-    def __init__(self, data_dir: str | Path, clock: Clock, notify: Callable[[str, bytes], None] = http_notify):
+    def __init__(self, data_dir: str | Path, clock: Clock, notify: Callable[[str, bytes], None] = http_notify, notify_async: bool = False):
         self.data_dir = Path(data_dir)
         self.clock = clock
         self.notify = notify
+        self.notify_async = notify_async  # as a real backend: the payer's answer does not wait for the webhook
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._db_path = self.data_dir / "lightning-simulated.sqlite3"
         self._node_key = self._key("lightning-node.key")
@@ -177,6 +179,12 @@ class SimulatedLightning:
         return Invoice(row["payment_hash"], row["bolt11"], row["amount_sats"], row["expires_at"], InvoiceState.PAID, received, now)
 
     def _notify(self, url: str, payment_hash: str) -> None:
+        if self.notify_async:
+            threading.Thread(target=self._deliver, args=(url, payment_hash), name="simulated-webhook", daemon=True).start()
+        else:
+            self._deliver(url, payment_hash)
+
+    def _deliver(self, url: str, payment_hash: str) -> None:
         try:
             self.notify(url, json.dumps({"payment_hash": payment_hash}).encode())
         except Exception as error:  # a backend's webhook is fire and forget; the sweeper catches up

@@ -126,6 +126,11 @@ class Batch:
         """An action of the same transaction; `refused` is what its failed condition reports."""
         self._actions.append((refused, action))
 
+    def update(self, row_id: str, action: dict[str, Any]) -> None:
+        """Another use case's ready-made `Update` action (e.g. an identity's paid history) in the
+        same transaction; a failed condition of it is refused as ROW_EXISTS `row_id`."""
+        self._add(Refused(Limit.ROW_EXISTS, row_id), action)
+
     def put_once(self, row_id: str, item: dict[str, Any], replaces_state: str | None = None) -> None:
         """Write an immutable row (an audit row) in the same transaction; refused as ROW_EXISTS `row_id`.
         With `replaces_state`, a row already there in that `state` is overwritten (a claim that failed)."""

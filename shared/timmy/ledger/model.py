@@ -107,6 +107,7 @@ class TransferCode(StrEnum):
     INVOICE_PAYMENT = "invoice_payment"  # lightning clearing -> an owner's account (escrow, session), a paid invoice
     OVERPAYMENT = "overpayment"  # lightning clearing -> refunds payable, what a payer sent above an invoice's amount
     PAYOUT = "payout"  # what was owed -> lightning clearing, an outgoing payment (a hold while in flight)
+    CHARGE = "charge"  # a job's escrow -> operator revenue, the actual cost the caller pays
     LIGHTNING_FEE = "lightning_fee"  # operator revenue -> lightning clearing, the routing fee of a payout
 
 

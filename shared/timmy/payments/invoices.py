@@ -60,6 +60,10 @@ class InvoiceOwner(Protocol):
 
     def transfer_code(self, invoice: InvoiceRecord) -> str: ...
 
+    def excess_account_id(self, invoice: InvoiceRecord) -> str:
+        """Where sats paid above the invoice's amount go (refundable)."""
+        ...
+
     def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
         """The owner's own changes, in the booking transaction (a state change of its row)."""
         ...
@@ -74,7 +78,11 @@ class InvoiceOwner(Protocol):
 
 
 class OwnerDefaults:
-    """No own rows, nothing to do after: the owner is only an account (a donation)."""
+    """No own rows, nothing to do after: the owner is only an account (a donation); an excess is
+    refundable from the shared refunds-payable account."""
+
+    def excess_account_id(self, invoice: InvoiceRecord) -> str:
+        return REFUNDS_PAYABLE
 
     def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
         return None
@@ -210,7 +218,7 @@ class Invoices:
             batch.transfer(
                 f"invoice:{h}:excess",
                 LIGHTNING_CLEARING,
-                REFUNDS_PAYABLE,
+                owner.excess_account_id(invoice),
                 excess,
                 TransferCode.OVERPAYMENT,
                 payment_hash=h,

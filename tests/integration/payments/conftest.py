@@ -42,6 +42,7 @@ class Lab:
     sqs: LocalSQS
     poller: Poller
     mapping: EventSourceMapping
+    work: EventSourceMapping
     sent: list[Notification] = field(default_factory=list)
 
     def donate(self, amount_sats: int) -> dict[str, object]:
@@ -62,6 +63,25 @@ class Lab:
             delivered += got
         return delivered
 
+    def run_work(self, rounds_max: int = 20) -> int:
+        """Deliver the work queue's messages (the worker) until none is visible."""
+        delivered = 0
+        for _ in range(rounds_max):
+            got = self.poller.poll_once(self.work)
+            if not got:
+                return delivered
+            delivered += got
+        return delivered
+
+    def pay_and_settle(self, payment_hash: str, amount_sats: int | None = None) -> None:
+        """A wallet pays; its notification reaches the webhook; settlement and then the worker run."""
+        self.node.settle(payment_hash, amount_sats)
+        for notification in self.sent[:]:
+            self.deliver(notification)
+        self.sent.clear()
+        self.settle_queue()
+        self.run_work()
+
     def pool_sats(self) -> int:
         """The pool's balance as `GET /api/pool` shows it (the first read seeds the pool)."""
         return int(self.api.get("/api/pool").json["balance_sats"])
@@ -80,10 +100,9 @@ def lab(table_name: str, local_sqs: LocalSQS, monkeypatch: pytest.MonkeyPatch, t
     services.__dict__["lightning"] = node  # the cached property, injected
     reset_services(services)
     loader = HandlerLoader(watch=False)
-    mapping = next(m for m in mappings_from(loader) if m.queue == "SettlementQueue")
-    mapping = replace(mapping, batching_window_seconds=0)
-    poller = Poller(local_sqs, loader, mappings=[mapping])
+    mappings = {m.queue: replace(m, batching_window_seconds=0) for m in mappings_from(loader)}
+    poller = Poller(local_sqs, loader, mappings=list(mappings.values()))
     try:
-        yield Lab(services, ApiClient(), node, clock, local_sqs, poller, mapping, sent)
+        yield Lab(services, ApiClient(), node, clock, local_sqs, poller, mappings["SettlementQueue"], mappings["WorkQueue"], sent)
     finally:
         reset_services()

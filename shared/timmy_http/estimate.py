@@ -35,6 +35,7 @@ MODEL_SCHEMA = {"type": "string", "enum": MODEL_NAMES, "description": "a catalog
 MAX_OUTPUT_TOKENS_DESCRIPTION = f"completion cap, 1 … the model's maximum (at most {OUTPUT_TOKENS_MAX}; over the model's own a 413)"
 RequestText = Annotated[StrictStr, WithJsonSchema(REQUEST_SCHEMA)]
 ModelName = Annotated[StrictStr, WithJsonSchema(MODEL_SCHEMA)]
+MaxOutputTokens = Annotated[StrictInt, Field(ge=1, le=OUTPUT_TOKENS_MAX), INTEGRAL]
 
 
 class EstimateBody(BaseModel):
@@ -44,9 +45,7 @@ class EstimateBody(BaseModel):
 
     request: RequestText
     model: ModelName | None = None
-    max_output_tokens: Annotated[StrictInt, Field(ge=1, le=OUTPUT_TOKENS_MAX), INTEGRAL] | None = Field(
-        default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION
-    )
+    max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
 
 
 class TokenEstimate(BaseModel):

@@ -49,6 +49,7 @@ def _json(status: int, body: dict[str, Any]) -> Any:
         409: {"description": "the Idempotency-Key was used with another body, or its request is still running"},
         413: {"description": "the request is over the size or token limits"},
         422: {"description": "the evaluator rejected the request"},
+        429: {"description": "too many unpaid jobs open (too_many_unpaid_jobs)"},
         503: {"description": "no BTC/USD price, or the Lightning backend is unavailable"},
     },
 )
@@ -57,7 +58,10 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
 
     def compute() -> Any:
         jobs = services().jobs
-        job, invoice = jobs.create(caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app))
+        source = app.current_event.request_context.http.source_ip
+        job, invoice = jobs.create(
+            caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app), source=source
+        )
         answer = jobs.view(job)
         if invoice is None:
             return _json(202, answer)

@@ -157,3 +157,27 @@ def test_a_live_audit_whose_every_scan_is_torn_confirms_only_real_corruption(bus
     assert report.failed() == ["accounts_match_transfers"]
     assert report.recheck is not None and report.recheck.confirmed == ["accounts_match_transfers:operator-equity"]
     assert "accounts_match_transfers:pool" in report.recheck.unsettled  # corrupt too, but never still
+
+
+def test_a_scan_torn_across_accounts_is_cleared_by_one_snapshot_of_them(busy_ledger: FreeTierService, store: DynamoStore) -> None:
+    """The pool read before a hold lands, revenue after: Σ accounts looks off by the hold. The
+    re-check reads every account in one TransactGetItems snapshot, where it is not."""
+    real_scan = store.scan
+    torn = iter([True])
+
+    def torn_scan() -> Iterator[dict[str, Any]]:
+        if not next(torn, False):
+            yield from real_scan()
+            return
+        pool_before = store.get(*account_key(POOL))
+        assert pool_before is not None
+        busy_ledger.decide_and_reserve(CALLER, 7, "mid-scan")
+        for item in real_scan():
+            yield pool_before if (item["pk"], item["sk"]) == account_key(POOL) else item
+
+    store.scan = torn_scan  # type: ignore[method-assign]
+    report = audit_store(store)
+    assert report.ok, report.as_dict()
+    assert report.recheck is not None
+    assert {"balanced:all accounts", "accounts_match_transfers:pool"} <= set(report.recheck.cleared)
+    assert "balanced:pending:7" in report.recheck.suspects  # revenue credited 7 pending the pool had not debited

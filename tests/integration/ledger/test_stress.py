@@ -148,7 +148,10 @@ def test_a_drain_with_lost_answers_and_crashes_matches_the_model_and_the_live_au
         else:
             actual = int(reservation.amount_sats * fraction)
             try:
-                grant = until_answered(lambda: service.record_grant(caller.pubkey, request, actual, reservation.amount_sats))
+                record = reservation if fate < 0.6 else None  # with the reservation in hand (no read), or by its hash
+                grant = until_answered(
+                    lambda: service.record_grant(caller.pubkey, request, actual, reservation.amount_sats, reservation=record)
+                )
                 assert (grant.absorbed_sats, grant.reserved_sats) == (actual, reservation.amount_sats)
                 outcome, absorbed = "granted", actual
             except Conflict as voided:  # too slow: its hold expired and was swept first

@@ -58,18 +58,20 @@ def _env_float(name: str, default: float) -> float:
 
 
 def choose_python() -> tuple[str, str]:
-    """The template's runtime (python3.12) when it is on PATH and can import the dependencies,
+    """The template's runtime (python3.12) when the machine has it (PATH or pyenv) and it can import the dependencies,
     else the venv's Python; and a sentence saying which, for the start-up banner."""
-    import shutil
     import sysconfig
 
-    wanted = "python3.12"
+    from local.runtime import find_runtime, template_runtime
+
+    wanted = template_runtime()
     current = f"python{sys.version_info.major}.{sys.version_info.minor}"
     if current == wanted:
         return sys.executable, f"environments run on {wanted} (the template's runtime)"
-    found = shutil.which(wanted)
-    if found is None:
-        return sys.executable, f"{wanted} (the template's runtime) is not on PATH: environments run on {current}, the venv's Python"
+    runtime = find_runtime(wanted)
+    if runtime is None:
+        return sys.executable, f"{wanted} (the template's runtime) is not on PATH nor under pyenv: environments run on {current}, the venv's Python"
+    found = str(runtime)
     probe = subprocess.run(
         [found, "-c", "import aws_lambda_powertools, pydantic, boto3"],
         env={**os.environ, "PYTHONPATH": _pythonpath(found, sysconfig.get_paths()["purelib"])},

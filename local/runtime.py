@@ -47,8 +47,12 @@ def _reports(python: str, version: str) -> bool:
     return probe.returncode == 0 and probe.stdout.strip() == version
 
 
+def _pyenv_root() -> Path:
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+
+
 def _pyenv_candidates(version: str) -> list[Path]:
-    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    root = _pyenv_root()
     found = []
     for folder in (root / "versions").glob(f"{version}.*"):
         patch = folder.name[len(version) + 1 :]
@@ -62,7 +66,8 @@ def find_runtime(runtime: str | None = None) -> Path | None:
     name = runtime or template_runtime()
     version = name.removeprefix("python")
     on_path = shutil.which(name)
-    if on_path and _reports(on_path, version):
+    # A pyenv shim runs the selected version or fails: the versions are looked at below, directly (faster).
+    if on_path and Path(on_path).parent != _pyenv_root() / "shims" and _reports(on_path, version):
         return Path(on_path)
     for candidate in _pyenv_candidates(version):
         if _reports(str(candidate), version):

@@ -45,6 +45,7 @@ def local_environment(data_dir: Path, environ: MutableMapping[str, str] = os.env
     """Fill in the local defaults; anything already set (every configuration variable) wins."""
     for name, value in LOCAL_DEFAULTS.items():
         environ.setdefault(name, value)
+    environ.setdefault("TIMMY_DATA_DIR", str(data_dir))  # the simulated Lightning node keeps its state there
     if not environ.get("TOKEN_SECRET"):
         environ["TOKEN_SECRET"] = _token_secret(data_dir)
     # Locally the secrets are plain values: never look them up in Secrets Manager.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,35 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def resources(kind: str, path: Path = TEMPLATE_PATH) -> dict[str, dict[str, Any]]:
-    """The template's resources of one type, by logical id."""
-    return {name: r for name, r in load_template(path)["Resources"].items() if r["Type"] == kind}
+def resources(kind: str, path: Path = TEMPLATE_PATH, environ: Mapping[str, str] = os.environ) -> dict[str, dict[str, Any]]:
+    """The template's resources of one type, by logical id: those whose `Condition` holds."""
+    template = load_template(path)
+    return {
+        name: r
+        for name, r in template["Resources"].items()
+        if r["Type"] == kind and ("Condition" not in r or condition_holds(template, r["Condition"], environ))
+    }
+
+
+def parameter_value(template: dict[str, Any], name: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A parameter as the local stack sets it: the environment variable the template's Globals map
+    it to (`LIGHTNING_BACKEND: !Ref LightningBackend`) when set, else the parameter's default."""
+    variables = (((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get("Variables") or {}
+    for variable, value in variables.items():
+        if value == {"Ref": name} and environ.get(variable):
+            return environ[variable]
+    return str(template["Parameters"][name].get("Default", ""))
+
+
+def condition_holds(template: dict[str, Any], name: str, environ: Mapping[str, str] = os.environ) -> bool:
+    """A template condition, evaluated locally (the `Fn::Equals` of a parameter and a value)."""
+    expression = template["Conditions"][name]
+    if set(expression) != {"Fn::Equals"}:
+        raise ValueError(f"the local stack evaluates only Fn::Equals conditions, not {name}: {expression}")
+    left, right = (
+        parameter_value(template, side["Ref"], environ) if isinstance(side, dict) else str(side) for side in expression["Fn::Equals"]
+    )
+    return left == right
 
 
 def table_definition(path: Path = TEMPLATE_PATH) -> dict[str, Any]:

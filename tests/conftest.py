@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -18,12 +19,18 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Timmy")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 os.environ.setdefault("ADMIN_API_KEY", "test-admin-key")
 os.environ.setdefault("TOKEN_SECRET", "test-token-secret")
+# The simulated Lightning node keeps its key and state in a folder of the test session, never in .local.
+os.environ.setdefault("TIMMY_DATA_DIR", tempfile.mkdtemp(prefix="timmy-tests-"))
 
 from local.dynamodb import DynamoDBLocal
+from local.sqs import LocalSQS
 from tests.api_client import ApiClient
+from tests.lnbits_server import lnbits  # a real LNbits for the session, shared by every folder
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.ledger.invariants import audit_store
 from timmy_http.services import Services, reset_services
+
+__all__ = ["lnbits"]
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +42,22 @@ def dynamodb_local() -> Iterator[DynamoDBLocal]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_server() -> Iterator[LocalSQS]:
+    """moto's SQS server for the session; stopped by its process id at the end."""
+    server = LocalSQS(name_prefix="session-").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def local_sqs(sqs_server: LocalSQS) -> LocalSQS:
+    """The template's queues, fresh for one test (visibility timeout 1 s), on the session's server."""
+    return LocalSQS(sqs_server.port, name_prefix=f"t{uuid.uuid4().hex[:10]}-", visibility_timeout_seconds=1, own_server=False).start()
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ class LnbitsServer:
 
 @pytest.fixture(scope="session")
 def lnbits() -> Iterator[Lnbits]:
-    """A real LNbits for the session (registered in tests/integration/conftest.py). Skipped only
+    """A real LNbits for the session (registered in tests/conftest.py). Skipped only
     outside CI when `make install` has not made its venv; in CI a missing LNbits fails."""
     if venv_python() is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

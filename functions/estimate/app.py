@@ -1,16 +1,29 @@
-"""Advisory price estimates and the public view of the generosity pool. Nothing here debits."""
+"""Advisory price estimates, the public view of the generosity pool, and donations to it.
+Nothing here debits: a donation only issues an invoice; the settlement credits the pool once paid."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from timmy.free_tier import PoolStatus
 from timmy_http.app import create_app, lambda_handler_for
-from timmy_http.caller import optional_caller
-from timmy_http.estimate import EstimateAnswer, EstimateBody, check_query_encoding, estimate, pool
+from timmy_http.caller import optional_caller, public_base_url
+from timmy_http.estimate import (
+    DonationAnswer,
+    DonationBody,
+    EstimateAnswer,
+    EstimateBody,
+    check_query_encoding,
+    donation_answer,
+    estimate,
+    pool,
+)
+from timmy_http.idempotency import idempotent
+from timmy_http.services import services
 
 app = create_app()
 
@@ -44,6 +57,24 @@ def post_estimate(body: Annotated[EstimateBody, Body()]) -> dict[str, Any]:
 @app.get("/api/pool", summary="The generosity pool: balance, reservations, today's grants and credits")
 def get_pool() -> PoolStatus:
     return pool()
+
+
+@app.post(
+    "/api/pool/donations",
+    summary="Donate to the generosity pool: an invoice; once paid, the pool grows by its amount",
+    responses={
+        201: {"description": "the donation's invoice", "content": {"application/json": {"model": DonationAnswer}}},
+        400: {"description": "invalid input: amount_sats is 1 … DONATION_MAX_SATS"},
+        409: {"description": "the Idempotency-Key was used with another body, or its first request is still running"},
+        503: {"description": "the Lightning backend is unavailable"},
+    },
+)
+def post_donation(body: Annotated[DonationBody, Body()]) -> Any:
+    def compute() -> Response:
+        donation = services().donations.create(body.amount_sats, body.note, public_base_url(app))
+        return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=donation_answer(donation))
+
+    return idempotent(app, "pool-donation", compute)
 
 
 lambda_handler = lambda_handler_for(app)

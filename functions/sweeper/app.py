@@ -1,5 +1,7 @@
-"""The sweeper, on an EventBridge schedule: voids reservations past their expiry, so a crashed
-worker cannot strand pool sats (contract section 3). Later issues add invoices and payouts."""
+"""The sweeper, on an EventBridge schedule (contract section 6): voids reservations past their
+expiry (a crashed worker cannot strand pool sats), books paid invoices whose notification never
+came and expires unpaid ones, and resolves payouts whose outcome was unknown. Each part carries on
+past what it cannot finish now; the next run picks it up."""
 
 from __future__ import annotations
 
@@ -15,12 +17,23 @@ from timmy_http.services import services
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    report = services().free_tier.sweep()
-    metrics.add_metric(name="ReservationsVoided", unit="Count", value=report.voided)
-    metrics.add_metric(name="ReservationVoidsFailed", unit="Count", value=len(report.failed))
-    extra = {"reservations_voided": report.voided, "already_resolved": report.skipped, "failed": report.failed}
-    if report.failed:
-        logger.warning("sweep done; some holds are left for the next run", extra=extra)
+    svc = services()
+    holds = svc.free_tier.sweep()
+    invoices = svc.invoices.sweep()
+    payouts = svc.payouts.sweep()
+    counts = {
+        "reservations_voided": holds.voided,
+        "invoices_booked": invoices.booked,
+        "invoices_expired": invoices.expired,
+        "payouts_succeeded": payouts.succeeded,
+        "payouts_failed": payouts.failed,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name="".join(part.capitalize() for part in name.split("_")), unit="Count", value=value)
+    left = {"reservations": holds.failed, "invoices": invoices.failed, "payouts": payouts.errors}
+    extra = {**counts, "already_resolved": holds.skipped, "payouts_still_unknown": payouts.still_unknown, "left_for_next_run": left}
+    if any(left.values()):
+        logger.warning("sweep done; some items are left for the next run", extra=extra)
     else:
         logger.info("sweep done", extra=extra)
-    return {"reservations_voided": report.voided}
+    return counts

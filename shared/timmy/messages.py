@@ -1,7 +1,7 @@
 """Queue messages: a registry of domain handlers by queue and message type.
 
 Every message body is JSON `{"type": "...", ...}`. A use case registers the types it handles with
-`@register("settlement", "invoice.paid")`; the queue's function calls `dispatch(queue, message)`.
+`@register("settlement", "invoice.notified")`; the queue's function calls `dispatch(queue, message)`.
 A message of a type nobody registered raises `UnknownMessageType`: SQS redelivers it and, after
 the queue's `maxReceiveCount`, it lands in the DLQ where an operator can see it.
 """
@@ -14,6 +14,8 @@ from typing import Any
 
 QUEUES = ("settlement", "work")
 PING = "ping"  # a message every queue accepts and ignores: smoke tests and sample events
+JOB_EXECUTE = "job.execute"  # work: {job_id}, a job whose work may start (free, or paid)
+INVOICE_NOTIFIED = "invoice.notified"  # settlement: {payment_hash, owner}, from the Lightning webhook
 
 MessageHandler = Callable[[dict[str, Any]], None]
 
@@ -35,12 +37,19 @@ def register(queue: str, message_type: str) -> Callable[[MessageHandler], Messag
 
     def decorate(handler: MessageHandler) -> MessageHandler:
         existing = _registry.get((queue, message_type))
-        if existing is not None and existing is not handler:
+        # The same function loaded again (a new cold start in this process) replaces itself.
+        if existing is not None and _origin(existing) != _origin(handler):
             raise ValueError(f"{queue}/{message_type} is already handled by {existing.__qualname__}")
         _registry[(queue, message_type)] = handler
         return handler
 
     return decorate
+
+
+def _origin(handler: MessageHandler) -> tuple[str, str]:
+    """Where a handler is defined: its file and name, whatever module name it was loaded under."""
+    code = getattr(handler, "__code__", None)
+    return (code.co_filename if code else handler.__module__), handler.__qualname__
 
 
 def parse(body: str) -> dict[str, Any]:

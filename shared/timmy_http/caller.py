@@ -7,6 +7,7 @@ never silently anonymous, so a client with a broken signer learns it instead of 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
@@ -38,6 +39,13 @@ def public_url(event: dict[str, Any], settings: Settings) -> str:
             scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host.startswith("[::1]") else "https"
         base = f"{scheme}://{host}"
     return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+def public_base_url(app: APIGatewayHttpResolver) -> str:
+    """The scheme and host the client called (as `public_url` decides them): where Timmy's own
+    callbacks (the Lightning webhook) reach it."""
+    parts = urlsplit(public_url(app.current_event.raw_event, services().settings))
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def request_facts(app: APIGatewayHttpResolver) -> HttpRequestFacts:

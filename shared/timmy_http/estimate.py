@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from timmy.errors import InvalidInput
 from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
+from timmy.payments.donations import NOTE_CHARS_MAX, Donation
+from timmy.payments.model import InvoiceRecord
 from timmy_http.services import services
 
 
@@ -59,6 +61,47 @@ class EstimateAnswer(BaseModel):
     model: str
     pool: PoolSummary
     identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
+
+
+class DonationBody(BaseModel):
+    """`POST /api/pool/donations`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_sats: StrictInt = Field(ge=1, description="whole sats to donate, 1 … DONATION_MAX_SATS")
+    note: StrictStr | None = Field(default=None, max_length=NOTE_CHARS_MAX, description="a word for the operator")
+
+
+class InvoiceView(BaseModel):
+    bolt11: str
+    payment_hash: str
+    amount_sats: int
+    expires_at: int = Field(description="epoch seconds: the invoice cannot be paid after")
+
+
+class DonationAnswer(BaseModel):
+    donation_id: str
+    amount_sats: int
+    status: str = Field(description="awaiting_payment: pay the invoice; the pool is credited once it is paid")
+    invoice: InvoiceView
+
+
+def invoice_view(invoice: InvoiceRecord) -> dict[str, Any]:
+    return {
+        "bolt11": invoice.bolt11,
+        "payment_hash": invoice.payment_hash,
+        "amount_sats": invoice.amount_sats,
+        "expires_at": int(invoice.expires_at),
+    }
+
+
+def donation_answer(donation: Donation) -> dict[str, Any]:
+    return {
+        "donation_id": donation.donation_id,
+        "amount_sats": donation.amount_sats,
+        "status": "awaiting_payment",
+        "invoice": invoice_view(donation.invoice),
+    }
 
 
 def check_query_encoding(raw_query: str) -> None:

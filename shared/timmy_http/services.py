@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from timmy.estimate import EstimateService
     from timmy.free_tier import FreeTierService
     from timmy.identity.service import IdentityService
+    from timmy.jobs.service import Jobs
     from timmy.ledger import Ledger
+    from timmy.payments.donations import Donations
+    from timmy.payments.invoices import InvoiceOwner, Invoices
+    from timmy.payments.payouts import Payouts
+    from timmy.ports.evaluator import Evaluator
+    from timmy.ports.executor import Executor
+    from timmy.ports.lightning import Lightning
     from timmy.ports.price_source import PriceOracle
     from timmy.ports.queue import Queue
     from timmy.ports.store import Store
@@ -129,6 +136,88 @@ class Services:
         from timmy.pricing.service import PricingService, pricing_config
 
         return PricingService(pricing_config(self.settings), self.oracle, telemetry=self.telemetry)
+
+    @cached_property
+    def lightning(self) -> Lightning:
+        """The Lightning backend (contract section 6): simulated locally, LNbits in production."""
+        backend = self.settings.lightning_backend
+        if backend == "simulated":
+            from timmy.adapters.lightning_simulated import SimulatedLightning
+
+            return SimulatedLightning(self.settings.timmy_data_dir, self.clock, notify_async=True)
+        if backend == "lnbits":
+            from timmy.adapters.lightning_lnbits import lnbits_from_settings
+            from timmy_http.secrets import lightning_api_key
+
+            return lnbits_from_settings(self.settings, lambda: lightning_api_key(self.settings), self.clock)
+        from timmy.errors import Unavailable
+
+        raise Unavailable(f"the Lightning backend {backend!r} is not available in this build", code="lightning_unavailable")
+
+    @cached_property
+    def invoices(self) -> Invoices:
+        from timmy.payments.invoices import Invoices
+        from timmy_http.secrets import token_secret
+
+        return Invoices(
+            self.store, self.ledger, self.lightning, self.clock, self.settings, lambda: token_secret(self.settings), self.invoice_owner
+        )
+
+    def invoice_owner(self, kind: str) -> InvoiceOwner | None:
+        """The one dispatch point from a paid (or expired) invoice to what it was for."""
+        owners: dict[str, Any] = {"donation": lambda: self.donations, "job": lambda: self.jobs}
+        found = owners.get(kind)
+        return None if found is None else found()
+
+    @cached_property
+    def donations(self) -> Donations:
+        from timmy.payments.donations import Donations
+
+        return Donations(self.ledger, self.invoices, self.settings)
+
+    @cached_property
+    def payouts(self) -> Payouts:
+        from timmy.payments.payouts import Payouts
+
+        return Payouts(self.store, self.ledger, self.lightning, self.clock, self.settings)
+
+    @cached_property
+    def evaluator(self) -> Evaluator:
+        from timmy.adapters.evaluator_rules import RulesEvaluator
+
+        return RulesEvaluator.from_settings(self.settings, self.pricing)
+
+    @cached_property
+    def executor(self) -> Executor:
+        from timmy.adapters.executor_routing import executor_from_settings
+        from timmy_http.secrets import anthropic_api_key, openai_api_key
+
+        return executor_from_settings(self.settings, lambda: openai_api_key(self.settings), lambda: anthropic_api_key(self.settings))
+
+    @cached_property
+    def refund_resolver(self) -> Any:
+        from timmy.adapters.lnurl_pay import LnurlPayResolver
+
+        return LnurlPayResolver.from_settings(self.settings)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        from timmy.jobs.service import Jobs
+
+        return Jobs(
+            self.store,
+            self.ledger,
+            self.free_tier,
+            self.pricing,
+            lambda: self.evaluator,
+            lambda: self.executor,
+            self.invoices,
+            lambda: self.payouts,
+            self.work_queue,
+            self.clock,
+            self.settings,
+            refund_resolver=lambda: self.refund_resolver,
+        )
 
 
 _services: Services | None = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection
@@ -17,21 +16,6 @@ from local.gateway import Gateway
 from local.handlers import HandlerLoader
 from local.sqs import LocalSQS
 from timmy_http.services import reset_services
-
-
-@pytest.fixture(scope="session")
-def sqs_server() -> Iterator[LocalSQS]:
-    server = LocalSQS(name_prefix="session-").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def local_sqs(sqs_server: LocalSQS) -> LocalSQS:
-    """The template's queues, fresh for one test, on the session's moto server."""
-    return LocalSQS(sqs_server.port, name_prefix=f"t{uuid.uuid4().hex[:10]}-", visibility_timeout_seconds=1, own_server=False).start()
 
 
 @dataclass

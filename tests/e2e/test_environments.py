@@ -258,3 +258,44 @@ def test_an_event_that_finds_every_environment_busy_waits_then_is_throttled(capp
     assert held.result().status == 200  # the busy event was not disturbed
     assert stack.request("GET", "/hold").status == 200  # free again: served
     assert pool.cold_starts == 1  # never more environments than the cap
+
+
+def test_24_identities_with_6_concurrent_jobs_each_while_the_pool_runs_dry(env_stack: EnvStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: 144 jobs over HTTP at once, the pool (1,000 sats) running dry among them; every
+    invoice paid; after the queues drain no job is left unfinished and the ledger audit is clean."""
+    monkeypatch.setenv("POOL_SEED_SATS", "1000")  # read by each environment when it starts
+    from timmy_http.services import reset_services
+
+    identity = reset_services().identity
+    signers = [Keys.generate() for _ in range(24)]
+    for index, keys in enumerate(signers):
+        tier = "elite" if index % 2 else "trusted"
+        assert env_stack.request("PUT", f"/api/admin/identities/{keys.pubkey}", json.dumps({"tier": tier}), ADMIN).status == 200
+    tokens = [identity.issue_token(keys.pubkey).token for keys in signers]
+    body = json.dumps({"request": "Write a haiku about the sea", "model": "claude-sonnet-4-5", "max_output_tokens": 4000})
+
+    def create(token: str) -> Answer:
+        return env_stack.request("POST", "/api/jobs", body, {"authorization": f"Bearer {token}", "content-type": "application/json"})
+
+    poller = Poller(env_stack.sqs, env_stack.environments).start()
+    try:
+        with ThreadPoolExecutor(16) as threads:
+            created = list(threads.map(create, [t for t in tokens for _ in range(6)]))
+            assert sorted({a.status for a in created}) <= [201, 202], [a.body for a in created if a.status not in (201, 202)]
+            invoices = [a.json()["invoice"]["bolt11"] for a in created if a.status == 201]
+            paid = list(threads.map(lambda b: env_stack.request("POST", "/dev/lightning/pay", json.dumps({"bolt11": b}), ADMIN), invoices))
+        assert all(p.status == 200 for p in paid), [p.body for p in paid if p.status != 200]
+        assert any(a.status == 202 for a in created) and invoices, "the pool should serve some free and run dry for others"
+        job_ids = [a.json()["job_id"] for a in created]
+        deadline = time.monotonic() + 120
+        statuses: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            statuses = {j: env_stack.request("GET", f"/api/jobs/{j}").json()["status"] for j in job_ids}
+            if all(s in ("complete", "failed") for s in statuses.values()):
+                break
+            time.sleep(0.5)
+    finally:
+        poller.stop()
+    assert set(statuses.values()) == {"complete"}, {s: list(statuses.values()).count(s) for s in set(statuses.values())}
+    audit = env_stack.request("GET", "/api/admin/audit", headers=ADMIN).json()
+    assert audit["ok"], audit

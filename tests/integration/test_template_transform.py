@@ -61,11 +61,34 @@ def test_every_route_is_on_the_http_api(deployed: dict[str, Any]) -> None:
     generated = {
         (path, method)
         for path, item in paths.items()
-        for method in item
+        for method in _methods(item)
         if not method.startswith("x-amazon-apigateway-") or method.endswith("any-method")
     }
     assert generated == expected
     assert of_type(deployed, "AWS::ApiGatewayV2::Stage"), "the default stage carries the route throttling"
+
+
+def _methods(item: dict[str, Any]) -> list[str]:
+    """The methods of a path item; a conditional function's methods come wrapped in Fn::If."""
+    methods = []
+    for method, operation in item.items():
+        if method == "Fn::If":
+            _, when_true, _ = operation
+            methods += _methods(when_true)
+        else:
+            methods.append(method)
+    return methods
+
+
+def test_the_dev_routes_exist_only_with_the_simulated_backend(deployed: dict[str, Any]) -> None:
+    ((_, api),) = of_type(deployed, "AWS::ApiGatewayV2::Api").items()
+    for path, item in api["Properties"]["Body"]["paths"].items():
+        if path.startswith("/dev/"):
+            for method, operation in item.items():
+                assert method == "Fn::If" and operation[0] == "SimulatedLightning", (path, method)
+    assert deployed["DevFunction"]["Condition"] == "SimulatedLightning"
+    assert not resources("AWS::Serverless::Function", environ={"LIGHTNING_BACKEND": "lnbits"}).get("DevFunction")
+    assert resources("AWS::Serverless::Function", environ={"LIGHTNING_BACKEND": "simulated"}).get("DevFunction")
 
 
 def test_queues_have_dead_letter_queues(deployed: dict[str, Any]) -> None:

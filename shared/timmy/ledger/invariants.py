@@ -188,6 +188,8 @@ def _applied_once(transfers: list[Transfer]) -> Check:
     seen: dict[tuple[str, str], str] = {}
     offenders = []
     for t in transfers:
+        if t.state is TransferState.VOIDED:
+            continue  # a voided hold applied nothing (a failed payout may be tried again)
         for attribute in ("payment_hash", "refund_of", "source_transfer_id"):
             value = t.meta.get(attribute)
             if value is None:

@@ -47,6 +47,7 @@ class Limit(StrEnum):
     OVERDRAFT = "account"  # a no-overdraft account has not enough available
     BOUND = "counter"  # a bounded counter (a daily budget) has no room left
     ROW_EXISTS = "row"  # an immutable row was written before
+    STATE = "state"  # a row (an invoice, a payout) was no longer in a state the change starts from
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,12 @@ class Batch:
         self._move(credit, credits_posted=amount_sats)
         return transfer
 
-    def reserve(self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, expires_at: float, **meta: Any) -> Transfer:
-        """A pending transfer: holds `amount_sats` of `debit` until posted or voided (or it expires)."""
+    def reserve(
+        self, transfer_id: str, debit: str, credit: str, amount_sats: int, code: str, expires_at: float | None, **meta: Any
+    ) -> Transfer:
+        """A pending transfer: holds `amount_sats` of `debit` until posted or voided, or until it
+        expires (the sweeper voids it). A hold without expiry (a payout in flight) is never swept:
+        only its own use case resolves it."""
         transfer = self._new(transfer_id, debit, credit, amount_sats, code, TransferState.PENDING, expires_at, meta)
         self._move(debit, debits_pending=amount_sats)
         self._move(credit, credits_pending=amount_sats)
@@ -121,9 +126,54 @@ class Batch:
         """An action of the same transaction; `refused` is what its failed condition reports."""
         self._actions.append((refused, action))
 
-    def put_once(self, row_id: str, item: dict[str, Any]) -> None:
-        """Write an immutable row (an audit row) in the same transaction; refused as ROW_EXISTS `row_id`."""
-        self._add(Refused(Limit.ROW_EXISTS, row_id), {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}})
+    def update(self, row_id: str, action: dict[str, Any]) -> None:
+        """Another use case's ready-made `Update` action (e.g. an identity's paid history) in the
+        same transaction; a failed condition of it is refused as ROW_EXISTS `row_id`."""
+        self._add(Refused(Limit.ROW_EXISTS, row_id), action)
+
+    def put_once(self, row_id: str, item: dict[str, Any], replaces_state: str | None = None) -> None:
+        """Write an immutable row (an audit row) in the same transaction; refused as ROW_EXISTS `row_id`.
+        With `replaces_state`, a row already there in that `state` is overwritten (a claim that failed)."""
+        put: dict[str, Any] = {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        if replaces_state is not None:
+            put |= {
+                "ConditionExpression": "attribute_not_exists(pk) OR #state = :replaceable",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": {":replaceable": replaces_state},
+            }
+        self._add(Refused(Limit.ROW_EXISTS, row_id), {"Put": put})
+
+    def transition(
+        self,
+        row_id: str,
+        key: tuple[str, str],
+        from_states: Sequence[str],
+        to_state: str,
+        *,
+        set_: dict[str, Any] | None = None,
+        remove: Sequence[str] = (),
+    ) -> None:
+        """Move a row's `state` from one of `from_states` to `to_state` (setting `set_`, removing
+        `remove`) in the same transaction; refused as STATE `row_id` when the row is elsewhere."""
+        names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_ or {})}
+        values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate((set_ or {}).values())}
+        values |= {f":from{i}": state for i, state in enumerate(from_states)}
+        update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_ or {})))
+        if remove:
+            names |= {f"#r{i}": name for i, name in enumerate(remove)}
+            update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        self._add(
+            Refused(Limit.STATE, row_id),
+            {
+                "Update": {
+                    "Key": {"pk": key[0], "sk": key[1]},
+                    "UpdateExpression": update,
+                    "ConditionExpression": f"#state IN ({', '.join(f':from{i}' for i in range(len(from_states)))})",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+        )
 
     def bounded_counter(
         self,

@@ -103,6 +103,12 @@ class TransferCode(StrEnum):
     POOL_TOPUP = "pool_topup"  # equity -> pool, an operator donation
     SUBSIDY = "subsidy"  # pool -> revenue, the pool paying for a trusted identity's work
     POOL_CREDIT = "pool_credit"  # revenue -> pool, POOL_CREDIT_PCT of a paid charge
+    POOL_DONATION = "pool_donation"  # lightning clearing -> pool, a paid donation invoice
+    INVOICE_PAYMENT = "invoice_payment"  # lightning clearing -> an owner's account (escrow, session), a paid invoice
+    OVERPAYMENT = "overpayment"  # lightning clearing -> refunds payable, what a payer sent above an invoice's amount
+    PAYOUT = "payout"  # what was owed -> lightning clearing, an outgoing payment (a hold while in flight)
+    CHARGE = "charge"  # a job's escrow -> operator revenue, the actual cost the caller pays
+    LIGHTNING_FEE = "lightning_fee"  # operator revenue -> lightning clearing, the routing fee of a payout
 
 
 class TransferState(StrEnum):

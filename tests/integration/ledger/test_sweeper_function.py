@@ -26,9 +26,9 @@ def test_the_scheduled_sweeper_voids_expired_reservations(table_name: str, monke
         "detail": {},
     }
     loader = HandlerLoader(watch=False)
-    assert loader.invoke("SweeperFunction", event) == {"reservations_voided": 0}
+    assert loader.invoke("SweeperFunction", event)["reservations_voided"] == 0
     time.sleep(1.1)
-    assert loader.invoke("SweeperFunction", event) == {"reservations_voided": 1}
+    assert loader.invoke("SweeperFunction", event)["reservations_voided"] == 1
     assert services.free_tier.pool_status().reserved_sats == 0
     assert services.free_tier.usage_today(caller.pubkey, "trusted").remaining_sats == 200
     reset_services()

@@ -1,0 +1,96 @@
+"""The jobs routes (contract section 5): create a job (eval → decide → free or an invoice), read
+its status and receipt, claim its refund. The use case is `timmy.jobs.service.Jobs`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from timmy.payments.model import PayoutRecord
+from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.caller import optional_caller, public_base_url
+from timmy_http.estimate import invoice_view
+from timmy_http.idempotency import idempotent
+from timmy_http.services import services
+
+app = create_app()
+
+
+class JobBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request: StrictStr = Field(min_length=1, description="the work to do")
+    model: StrictStr | None = Field(default=None, description="a catalogue model; the default model when absent")
+    max_output_tokens: StrictInt | None = Field(default=None, description="completion cap, 1 … the model's maximum")
+    refund_address: StrictStr | None = Field(default=None, max_length=320, description="a Lightning address: refunds are paid to it")
+
+
+class RefundBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice: StrictStr = Field(min_length=1, max_length=2000, description="a BOLT11 invoice for exactly refundable_sats")
+
+
+def _json(status: int, body: dict[str, Any]) -> Any:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.post(
+    "/api/jobs",
+    summary="Create a job: free (202, executing) or an invoice to pay (201, awaiting_payment)",
+    responses={
+        201: {"description": "awaiting_payment: pay the invoice"},
+        202: {"description": "executing: the pool pays for it"},
+        400: {"description": "invalid input"},
+        401: {"description": "the credentials sent are invalid"},
+        409: {"description": "the Idempotency-Key was used with another body, or its request is still running"},
+        413: {"description": "the request is over the size or token limits"},
+        422: {"description": "the evaluator rejected the request"},
+        503: {"description": "no BTC/USD price, or the Lightning backend is unavailable"},
+    },
+)
+def create_job(body: Annotated[JobBody, Body()]) -> Any:
+    caller = optional_caller(app, allow_query_token=True)
+
+    def compute() -> Any:
+        jobs = services().jobs
+        job, invoice = jobs.create(caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app))
+        answer = jobs.view(job)
+        if invoice is None:
+            return _json(202, answer)
+        return _json(201, {**answer, "invoice": invoice_view(invoice)})
+
+    return idempotent(app, "jobs", compute)
+
+
+@app.get("/api/jobs/<job_id>", summary="A job's status, result and receipt")
+def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs answered")]) -> dict[str, Any]:
+    jobs = services().jobs
+    return jobs.view(jobs.require(job_id))
+
+
+@app.post(
+    "/api/jobs/<job_id>/refund",
+    summary="Claim a job's refundable sats with an invoice for exactly that amount; paid once",
+    responses={
+        200: {"description": "the refund's payout (paid, or pending when its outcome is not known yet)"},
+        400: {"description": "the invoice is not valid, not for exactly refundable_sats, or expiring"},
+        404: {"description": "no such job"},
+        409: {"description": "the job is not final, nothing is refundable, or the invoice was used before"},
+    },
+)
+def refund_job(job_id: Annotated[str, Path(description="the job_id")], body: Annotated[RefundBody, Body()]) -> dict[str, Any]:
+    jobs = services().jobs
+    _, payout = jobs.refund(job_id, body.invoice)
+    return {**jobs.view(jobs.require(job_id)), "payout": _payout(payout)}
+
+
+def _payout(payout: PayoutRecord) -> dict[str, Any]:
+    status = {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
+    return {"payout_id": payout.payout_id, "status": status, "amount_sats": payout.amount_sats, "payment_hash": payout.payment_hash}
+
+
+lambda_handler = lambda_handler_for(app)

@@ -1,0 +1,1 @@
+"""Jobs (contract sections 3, 5, 6): eval → decide → pay or go free → work → reconcile → refund."""

@@ -1,0 +1,416 @@
+"""The job use case: eval → decide → pay or go free → work → reconcile → refund.
+
+- **free**: pool and budget are reserved at decision time (`decide_and_reserve`), the work is queued.
+- **partial**: an invoice for the decision's charge; nothing is debited. Once paid, the grant is
+  reserved (`reserve_partial_grant`); when the pool can no longer cover it, a second invoice asks
+  for the shortfall (`awaiting_topup`).
+- **gate**: an invoice for the whole estimate.
+
+Paid sats sit in the job's escrow. The worker runs the executor, prices the actual usage (never
+above the quote) and settles: the grant for what the pool absorbs (`record_grant`, the actual
+amount only), then one transaction that charges the rest from escrow, credits the pool its share,
+books the caller's paid history and completes the job. What stays in escrow is refundable; work
+that failed, timed out or came back empty is never charged and every reservation is released.
+Whether the work was free is read from the charge (0 sats), never from a flag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from timmy.clock import Clock
+from timmy.config import Settings
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
+from timmy.free_tier import FreeTierService
+from timmy.identity.caller import Caller
+from timmy.identity.tiers import record_paid_action
+from timmy.jobs.model import FINAL, JOB_TRANSITIONS, Job, JobStatus, job_key
+from timmy.ledger import Ledger
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit
+from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
+from timmy.ledger.model import transfer_key as ledger_transfer_key
+from timmy.messages import JOB_EXECUTE
+from timmy.payments.invoices import Invoices, new_owner_id
+from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutStatus, sources_of
+from timmy.payments.payouts import Payouts
+from timmy.ports.evaluator import Evaluator
+from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.queue import Queue
+from timmy.ports.store import Store
+from timmy.pricing.service import Estimate, PricingService
+
+log = logging.getLogger(__name__)
+
+JOB_MEMO = "Timmy: job {job_id}"
+TOPUP_MEMO = "Timmy: the rest of job {job_id}"
+LIGHTNING_ADDRESS = re.compile(r"^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+
+
+class Jobs:
+    kind = "job"
+
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        free_tier: FreeTierService,
+        pricing: PricingService,
+        evaluator: Callable[[], Evaluator],
+        executor: Callable[[], Executor],
+        invoices: Invoices,
+        payouts: Callable[[], Payouts],
+        work_queue: Queue,
+        clock: Clock,
+        settings: Settings,
+        refund_resolver: Callable[[], Any] | None = None,
+    ):
+        self.store = store
+        self.ledger = ledger
+        self.free_tier = free_tier
+        self.pricing = pricing
+        self._evaluator = evaluator
+        self._executor = executor
+        self.invoices = invoices
+        self._payouts = payouts
+        self.work_queue = work_queue
+        self.clock = clock
+        self.settings = settings
+        self._refund_resolver = refund_resolver
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        item = self.store.get(*job_key(job_id))
+        return Job.from_item(item) if item else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id) if isinstance(job_id, str) and re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+        if job is None:
+            raise NotFound("no such job", code="job_not_found")
+        return job
+
+    def refundable_sats(self, job: Job) -> int:
+        """What the caller may claim back: the escrow's available balance, once the job is final."""
+        if job.status not in FINAL:
+            return 0
+        return self.ledger.account(escrow_account(job.job_id)).computed_available_sats
+
+    # --- creating ------------------------------------------------------------------------
+
+    def create(
+        self,
+        caller: Caller | None,
+        request: object,
+        model: str | None,
+        max_output_tokens: object,
+        refund_address: str | None,
+        base_url: str,
+    ) -> tuple[Job, InvoiceRecord | None]:
+        """Evaluate, decide, and either queue the work (free) or issue the invoice (partial, gate)."""
+        if refund_address is not None and not LIGHTNING_ADDRESS.match(refund_address.lower()):
+            raise InvalidInput("refund_address must be a Lightning address, name@domain", code="invalid_refund_address")
+        evaluation = self._evaluator().evaluate(request, model, max_output_tokens)
+        estimate = evaluation.estimate
+        job_id = new_owner_id()
+        if caller is not None and caller.pubkey:
+            decision, reservation = self.free_tier.decide_and_reserve(caller, estimate.sats, job_id)
+        else:
+            decision, reservation = self.free_tier.decide(None, estimate.sats), None
+        base = Job(
+            job_id=job_id,
+            status=JobStatus.AWAITING_PAYMENT,
+            pubkey=caller.pubkey if caller else None,
+            tier=decision.tier,
+            request=evaluation.request,
+            model=estimate.model,
+            max_output_tokens=estimate.output_tokens,
+            estimate=dict(estimate.as_dict()),
+            serve=decision.serve,
+            absorb_sats=decision.absorb_sats,
+            invoice_sats=0,
+            created_at=self.clock.now(),
+            refund_address=refund_address.lower() if refund_address else None,
+            base_url=base_url,
+        )
+        batch = self.ledger.batch()
+        if reservation is not None and reservation.amount_sats >= estimate.sats:
+            job = replace(base, status=JobStatus.EXECUTING, reserved_sats=reservation.amount_sats, serve="free")
+            batch.put_once(f"job:{job_id}", job.item())
+            self.ledger.commit(batch)
+            self.work_queue.send({"type": JOB_EXECUTE, "job_id": job_id})
+            return job, None
+        if reservation is not None:  # a twin's smaller hold (cannot happen for a fresh id): give it back
+            self.free_tier.release_reservation(reservation.pubkey, job_id)
+        serve = "partial" if decision.serve == "partial" else "gate"
+        amount = decision.charge_sats if serve == "partial" else estimate.sats
+        invoice = self.invoices.issue(self.kind, job_id, amount, JOB_MEMO.format(job_id=job_id), base_url)
+        job = replace(base, serve=serve, absorb_sats=decision.absorb_sats if serve == "partial" else 0, invoice_sats=amount)
+        job = replace(job, invoice_hash=invoice.payment_hash)
+        self.invoices.add(batch, invoice)
+        batch.put_once(f"job:{job_id}", job.item())
+        self.ledger.commit(batch)
+        return job, invoice
+
+    # --- the invoice owner (settlement's dispatch) -----------------------------------------
+
+    def account_id(self, invoice: InvoiceRecord) -> str:
+        return escrow_account(invoice.owner_id)
+
+    def excess_account_id(self, invoice: InvoiceRecord) -> str:
+        return escrow_account(invoice.owner_id)  # refundable with the rest of the job's escrow
+
+    def transfer_code(self, invoice: InvoiceRecord) -> str:
+        return TransferCode.INVOICE_PAYMENT
+
+    def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
+        return None  # the job moves on in `paid`, which reserves the partial grant first
+
+    def paid(self, invoice: InvoiceRecord) -> None:
+        """The next step of a paid job; idempotent (a redelivered notification runs it again)."""
+        job = self.get(invoice.owner_id)
+        if job is None or job.status not in (JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP):
+            if job is not None and job.status is JobStatus.EXECUTING:
+                self.work_queue.send({"type": JOB_EXECUTE, "job_id": job.job_id})  # the crash before the send, healed
+            return
+        if job.status is JobStatus.AWAITING_TOPUP and invoice.payment_hash != job.topup_hash:
+            return
+        held = 0
+        if job.serve == "partial" and job.status is JobStatus.AWAITING_PAYMENT:
+            caller = Caller(job.pubkey or "", job.tier)  # type: ignore[arg-type]
+            reservation = self.free_tier.reserve_partial_grant(caller, job.job_id, job.absorb_sats)
+            held = reservation.amount_sats if reservation else 0
+            if held < job.absorb_sats:
+                self._ask_for_shortfall(job, held)
+                return
+        elif job.status is JobStatus.AWAITING_TOPUP:
+            held = job.reserved_sats
+        self._start(job, held)
+
+    def _ask_for_shortfall(self, job: Job, held: int) -> None:
+        shortfall = job.absorb_sats - held
+        invoice = self.invoices.issue(self.kind, job.job_id, shortfall, TOPUP_MEMO.format(job_id=job.job_id), job.base_url)
+        batch = self.ledger.batch()
+        self.invoices.add(batch, invoice)
+        self._move(batch, job, JobStatus.AWAITING_TOPUP, reserved_sats=held, topup_hash=invoice.payment_hash)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            return  # a twin asked first; this invoice was never shown to anyone
+
+    def _start(self, job: Job, held: int) -> None:
+        batch = self.ledger.batch()
+        self._move(batch, job, JobStatus.EXECUTING, reserved_sats=held, started_at=Decimal(str(round(batch.now, 3))))
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            return  # a twin started it
+        self.work_queue.send({"type": JOB_EXECUTE, "job_id": job.job_id})
+
+    def expired(self, invoice: InvoiceRecord) -> None:
+        """The job's invoice expired unpaid: the job expires; a partial grant held for it is released
+        and whatever was paid stays refundable in the escrow."""
+        job = self.get(invoice.owner_id)
+        if job is None or job.status not in (JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP):
+            return
+        if job.status is JobStatus.AWAITING_TOPUP and invoice.payment_hash != job.topup_hash:
+            return
+        batch = self.ledger.batch()
+        self._move(batch, job, JobStatus.EXPIRED)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            return
+        if job.reserved_sats and job.pubkey:
+            self._release(job)
+
+    # --- the worker ------------------------------------------------------------------------
+
+    def execute(self, job_id: str) -> Job | None:
+        """Run a job's work and settle it; a job that is not executing (done, or a duplicate
+        message) is left as it is. A retryable provider error raises: the queue redelivers."""
+        job = self.get(job_id)
+        if job is None or job.status is not JobStatus.EXECUTING:
+            return job
+        estimate = Estimate.from_dict(job.estimate)
+        try:
+            result = self._executor().run(job.request, job.model, job.max_output_tokens)
+            if not result.text.strip():
+                raise EmptyOutput("the model answered with no text")
+        except ExecutorError as error:
+            if getattr(error, "retryable", False):
+                raise
+            return self.fail(job, f"{type(error).__name__}: {str(error)[:200]}")
+        actual = self.pricing.actual_charge_sats(result.usage, job.model, estimate)
+        return self._settle(job, actual, result.text)
+
+    def _settle(self, job: Job, actual_sats: int, text: str) -> Job:
+        absorbed = 0
+        if job.reserved_sats and job.pubkey:
+            absorbed = self._grant(job, min(actual_sats, job.reserved_sats))
+        charge = max(actual_sats - absorbed, 0)
+        escrow = escrow_account(job.job_id)
+        batch = self.ledger.batch()
+        if charge:
+            charge_id = f"charge:{job.job_id}"
+            batch.transfer(charge_id, escrow, OPERATOR_REVENUE, charge, TransferCode.CHARGE, job_id=job.job_id)
+            self.free_tier.add_credit(batch, charge, charge_id)
+            if job.pubkey:
+                batch.update(f"paid:{job.job_id}", record_paid_action(job.pubkey, charge, batch.now))
+        self._move(batch, job, JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            current = self.get(job.job_id)
+            if current is not None and current.status is not JobStatus.EXECUTING:
+                return current  # a twin settled it
+            if failed.ids(Limit.OVERDRAFT):  # cannot happen: the charge is bounded by what was paid
+                log.error("a job's charge exceeded its escrow", extra={"job_id": job.job_id, "charge": charge})
+            raise
+        done = replace(job, status=JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
+        self._auto_refund(done)
+        return done
+
+    def _grant(self, job: Job, absorbed: int) -> int:
+        assert job.pubkey is not None
+        try:
+            return self.free_tier.record_grant(job.pubkey, job.job_id, absorbed, job.reserved_sats, paid_for=job.job_id).absorbed_sats
+        except AlreadyApplied:  # a redelivered message priced the work again: the first grant stands
+            hold = self.ledger.require_transfer(_subsidy_id(job))
+            return hold.effective_posted_sats
+        except Conflict:  # the sweeper voided the hold (it outlived its TTL): nothing was absorbed
+            return 0
+
+    def fail(self, job: Job, reason: str) -> Job:
+        """Work that did not produce a chargeable answer: nothing charged, every hold released,
+        everything paid refundable."""
+        batch = self.ledger.batch()
+        self._move(batch, job, JobStatus.FAILED, failure=reason)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            return self.get(job.job_id) or job
+        if job.reserved_sats and job.pubkey:
+            self._release(job)
+        done = replace(job, status=JobStatus.FAILED, failure=reason)
+        self._auto_refund(done)
+        return done
+
+    def _release(self, job: Job) -> None:
+        assert job.pubkey is not None
+        with contextlib.suppress(Conflict, NotFound):  # settled or already gone: nothing is held any more
+            self.free_tier.release_reservation(job.pubkey, job.job_id)
+
+    def _move(self, batch: Batch, job: Job, to: JobStatus, **changes: Any) -> None:
+        set_ = {name: value for name, value in changes.items() if value is not None}
+        remove: tuple[str, ...] = () if to is JobStatus.EXECUTING else INDEX_ATTRIBUTES
+        if to is JobStatus.EXECUTING:
+            item = replace(job, status=to).item()
+            set_ |= {"gsi1pk": item["gsi1pk"], "gsi1sk": item["gsi1sk"]}
+        batch.transition(f"job:{job.job_id}", job_key(job.job_id), sources_of(JOB_TRANSITIONS, to), to.value, set_=set_, remove=remove)
+
+    # --- refunds ---------------------------------------------------------------------------
+
+    def refund(self, job_id: str, bolt11: object) -> tuple[Job, Any]:
+        """Pay the job's refundable sats to `bolt11` (for exactly that amount), once."""
+        job = self.require(job_id)
+        if job.status not in FINAL:
+            raise Conflict(f"the job is {job.status.value}; a refund can be claimed once it is final", code="job_not_final")
+        payouts = self._payouts()
+        if job.refund_payout_id:
+            previous = payouts.get(job.refund_payout_id)
+            if previous is not None and previous.status is not PayoutStatus.FAILED:
+                return job, previous  # paid or being paid: the same answer, never a second payment
+        refundable = self.refundable_sats(job)
+        if refundable <= 0:
+            raise Conflict("nothing is refundable for this job", code="nothing_refundable")
+        decoded = payouts.check_invoice(bolt11, refundable)
+        payout_id = f"refund-{job.job_id}-{decoded.payment_hash[:16]}"
+        batch = self.ledger.batch()  # the job names its refund; a concurrent claim of another invoice is refused
+        batch.transition(
+            f"job:{job.job_id}", job_key(job.job_id), [job.status.value], job.status.value, set_={"refund_payout_id": payout_id}
+        )
+        self.ledger.commit(batch)
+        payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable)
+        return replace(job, refund_payout_id=payout_id), payout
+
+    def refund_status(self, job: Job) -> str:
+        if job.refund_payout_id:
+            payout = self._payouts().get(job.refund_payout_id)
+            if payout is not None:
+                return {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
+        return "claimable" if self.refundable_sats(job) > 0 else "none"
+
+    def _auto_refund(self, job: Job) -> None:
+        """With a refund_address, pay what is refundable to it now; any failure leaves it claimable."""
+        if not job.refund_address or self._refund_resolver is None:
+            return
+        try:
+            refundable = self.refundable_sats(job)
+            if refundable <= 0:
+                return
+            resolved = self._refund_resolver().invoice_for(job.refund_address, refundable, f"Timmy refund for job {job.job_id}")
+            self.refund(job.job_id, resolved.bolt11)
+        except Exception as error:  # unreachable address, refused invoice, a busy backend: claimable, never lost
+            log.warning("automatic refund not paid; it stays claimable", extra={"job_id": job.job_id, "error": str(error)[:200]})
+
+    # --- receipts --------------------------------------------------------------------------
+
+    def view(self, job: Job) -> dict[str, Any]:
+        """`GET /api/jobs/{job_id}`."""
+        refundable = self.refundable_sats(job)
+        transfers = [f"invoice:{h}" for h in (job.invoice_hash, job.topup_hash) if h]
+        paid = 0
+        for transfer_id in transfers:
+            found = self.ledger.transfer(transfer_id)
+            paid += found.effective_posted_sats if found else 0
+            excess = self.ledger.transfer(f"{transfer_id}:excess")
+            paid += excess.effective_posted_sats if excess else 0
+        refunded, refund_ids = 0, []
+        if job.refund_payout_id:
+            payout = self._payouts().get(job.refund_payout_id)
+            if payout is not None and payout.status is PayoutStatus.SUCCEEDED:
+                refunded = payout.amount_sats
+                refund_ids.append(payout.hold_id)
+        ids = [t for t in transfers if self.store.get(*ledger_transfer_key(t))]
+        if job.absorbed_sats:
+            ids.append(_subsidy_id(job))
+        if job.charged_sats:
+            ids += [f"charge:{job.job_id}"] + (
+                [f"credit:charge:{job.job_id}"] if self.ledger.transfer(f"credit:charge:{job.job_id}") else []
+            )
+        answer: dict[str, Any] = {
+            "job_id": job.job_id,
+            "status": job.status.value,
+            "model": job.model,
+            "free_tier": {"serve": job.serve, "absorb_sats": job.absorb_sats, "charge_sats": job.invoice_sats},
+            "absorbed_sats": job.absorbed_sats,
+            "charged_sats": job.charged_sats,
+            "refundable_sats": refundable,
+            "refund_status": self.refund_status(job),
+            "receipt": {
+                "quoted_sats": job.quoted_sats,
+                "paid_sats": paid,
+                "absorbed_sats": job.absorbed_sats,
+                "charged_sats": job.charged_sats,
+                "refunded_sats": refunded,
+                "transfer_ids": ids + refund_ids,
+            },
+        }
+        if job.status is JobStatus.COMPLETE:
+            answer["result"] = job.result
+        if job.failure:
+            answer["failure"] = job.failure
+        return answer
+
+
+def _subsidy_id(job: Job) -> str:
+    from timmy.free_tier.service import subsidy_transfer_id
+
+    assert job.pubkey is not None
+    return subsidy_transfer_id(job.pubkey, job.job_id)

@@ -1,0 +1,181 @@
+"""The rows of Lightning money on the single table: invoices Timmy issued and payouts it made.
+
+Their states move only forward, under a condition on the state (`Batch.transition`), in the same
+transaction as the ledger transfers they cause. The transitions are data, here, in one place.
+Open rows carry a sparse index entry (gsi1) the sweeper pages through; closing a row removes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from timmy.clock import iso
+
+INVOICES_OPEN_PARTITION = "INVOICES_OPEN"
+PAYOUTS_OPEN_PARTITION = "PAYOUTS_OPEN"
+INDEX_ATTRIBUTES = ("gsi1pk", "gsi1sk")
+
+
+class InvoiceStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    EXPIRED = "expired"
+
+
+class PayoutStatus(StrEnum):
+    PAYING = "paying"  # claimed: the payment was (or is about to be) sent; its outcome is not known yet
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # definitely not paid: the hold went back to what was owed
+
+
+# Where each state may go. A payment that arrives after its invoice expired is still booked: the
+# sats are ours (the owner decides what they buy, e.g. refundable for an expired job).
+INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.PENDING: frozenset({InvoiceStatus.PAID, InvoiceStatus.EXPIRED}),
+    InvoiceStatus.EXPIRED: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.PAID: frozenset(),
+}
+PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
+    PayoutStatus.PAYING: frozenset({PayoutStatus.SUCCEEDED, PayoutStatus.FAILED}),
+    PayoutStatus.SUCCEEDED: frozenset(),
+    PayoutStatus.FAILED: frozenset(),
+}
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+def sources_of(transitions: dict[S, frozenset[S]], target: S) -> list[str]:
+    """The states a row may move to `target` from (the condition of that transition)."""
+    return sorted(state.value for state, targets in transitions.items() if target in targets)
+
+
+def invoice_key(payment_hash: str) -> tuple[str, str]:
+    return f"INVOICE#{payment_hash}", "INVOICE"
+
+
+def payout_key(payout_id: str) -> tuple[str, str]:
+    return f"PAYOUT#{payout_id}", "PAYOUT"
+
+
+def payout_hash_key(payment_hash: str) -> tuple[str, str]:
+    """One row per invoice Timmy pays: the same invoice is never claimed by two payouts."""
+    return f"PAYOUT_HASH#{payment_hash}", "PAYOUT_HASH"
+
+
+@dataclass(frozen=True)
+class InvoiceRecord:
+    payment_hash: str
+    bolt11: str
+    owner_kind: str  # "donation", "job", "session"
+    owner_id: str
+    amount_sats: int
+    created_at: float
+    expires_at: float
+    status: InvoiceStatus = InvoiceStatus.PENDING
+    received_sats: int = 0
+    paid_at: float | None = None
+
+    @property
+    def owner(self) -> str:
+        return f"{self.owner_kind}:{self.owner_id}"
+
+    def item(self) -> dict[str, Any]:
+        pk, sk = invoice_key(self.payment_hash)
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": sk,
+            "type": "invoice",
+            "payment_hash": self.payment_hash,
+            "bolt11": self.bolt11,
+            "owner_kind": self.owner_kind,
+            "owner_id": self.owner_id,
+            "amount_sats": self.amount_sats,
+            "created_at": _seconds(self.created_at),
+            "expires_at": _seconds(self.expires_at),
+            "state": self.status.value,
+            "received_sats": self.received_sats,
+        }
+        if self.status is InvoiceStatus.PENDING:
+            item["gsi1pk"], item["gsi1sk"] = INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> InvoiceRecord:
+        return cls(
+            payment_hash=item["payment_hash"],
+            bolt11=item["bolt11"],
+            owner_kind=item["owner_kind"],
+            owner_id=item["owner_id"],
+            amount_sats=int(item["amount_sats"]),
+            created_at=float(item["created_at"]),
+            expires_at=float(item["expires_at"]),
+            status=InvoiceStatus(item["state"]),
+            received_sats=int(item.get("received_sats", 0)),
+            paid_at=float(item["paid_at"]) if item.get("paid_at") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class PayoutRecord:
+    payout_id: str
+    owner: str  # what the payout is for: "refund:job:<id>", "session:<id>", …
+    debit_account_id: str  # the account the sats were owed from (a hold on it while paying)
+    bolt11: str
+    payment_hash: str
+    amount_sats: int
+    fee_limit_sats: int
+    created_at: float
+    status: PayoutStatus = PayoutStatus.PAYING
+    fee_sats: int = 0
+    failure_reason: str | None = None
+    resolved_at: float | None = None
+
+    @property
+    def hold_id(self) -> str:
+        return f"payout:{self.payout_id}"
+
+    def item(self) -> dict[str, Any]:
+        pk, sk = payout_key(self.payout_id)
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": sk,
+            "type": "payout",
+            "payout_id": self.payout_id,
+            "owner": self.owner,
+            "debit_account_id": self.debit_account_id,
+            "bolt11": self.bolt11,
+            "payment_hash": self.payment_hash,
+            "amount_sats": self.amount_sats,
+            "fee_limit_sats": self.fee_limit_sats,
+            "created_at": _seconds(self.created_at),
+            "state": self.status.value,
+            "fee_sats": self.fee_sats,
+        }
+        if self.status is PayoutStatus.PAYING:
+            item["gsi1pk"], item["gsi1sk"] = PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> PayoutRecord:
+        return cls(
+            payout_id=item["payout_id"],
+            owner=item["owner"],
+            debit_account_id=item["debit_account_id"],
+            bolt11=item["bolt11"],
+            payment_hash=item["payment_hash"],
+            amount_sats=int(item["amount_sats"]),
+            fee_limit_sats=int(item["fee_limit_sats"]),
+            created_at=float(item["created_at"]),
+            status=PayoutStatus(item["state"]),
+            fee_sats=int(item.get("fee_sats", 0)),
+            failure_reason=item.get("failure_reason"),
+            resolved_at=float(item["resolved_at"]) if item.get("resolved_at") is not None else None,
+        )
+
+
+def _seconds(value: float) -> Decimal:
+    return Decimal(str(round(value, 3)))

@@ -1,0 +1,160 @@
+"""Jobs end to end in process (issue 12): the routes, the settlement and work queues and their
+handlers, on DynamoDB Local and moto's SQS — free, partial, gate, failed, empty, expired, refunded.
+The ledger's invariants are checked after every test (the `table_name` fixture)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.payments.conftest import Lab
+from timmy.ledger.model import POOL, escrow_account
+from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
+from timmy.pricing.service import TokenUsage
+
+MODEL = "claude-sonnet-4-5"
+BODY = {"request": "Write a haiku about the sea", "model": MODEL, "max_output_tokens": 4000}
+ELITE, TRUSTED = "e" * 64, "d" * 64
+
+
+def bearer(lab: Lab, pubkey: str, tier: str) -> dict[str, str]:
+    admin = {"authorization": "Bearer test-admin-key"}
+    assert lab.api.put(f"/api/admin/identities/{pubkey}", json_body={"tier": tier}, headers=admin).status == 200
+    return {"authorization": f"Bearer {lab.services.identity.issue_token(pubkey).token}"}
+
+
+def job(lab: Lab, job_id: str) -> dict[str, Any]:
+    answer = lab.api.get(f"/api/jobs/{job_id}")
+    assert answer.status == 200, answer.body
+    return dict(answer.json)
+
+
+def test_a_free_job_is_reserved_at_once_worked_and_granted_its_actual_cost(lab: Lab) -> None:
+    pool = lab.pool_sats()
+    created = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    assert created.status == 202, created.body
+    assert created.json["status"] == "executing" and "invoice" not in created.json
+    lab.run_work()
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["result"]
+    assert done["charged_sats"] == 0 and done["refundable_sats"] == 0
+    assert 0 < done["absorbed_sats"] <= done["receipt"]["quoted_sats"]
+    assert lab.pool_sats() == pool - done["absorbed_sats"]  # the actual cost, not the quote
+    assert any(t.startswith("subsidy:") for t in done["receipt"]["transfer_ids"])
+
+
+def test_a_gate_job_is_paid_charged_its_actual_cost_and_refunded_the_rest_once(lab: Lab) -> None:
+    pool = lab.pool_sats()
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    assert created.status == 201 and created.json["status"] == "awaiting_payment", created.body
+    invoice = created.json["invoice"]
+    assert invoice["amount_sats"] == created.json["receipt"]["quoted_sats"]
+    lab.pay_and_settle(invoice["payment_hash"])
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["absorbed_sats"] == 0
+    charged, refundable = done["charged_sats"], done["refundable_sats"]
+    assert charged > 0 and charged + refundable == invoice["amount_sats"] == done["receipt"]["paid_sats"]
+    assert lab.pool_sats() == pool + charged * lab.services.settings.pool_credit_pct // 100
+    assert done["refund_status"] == "claimable"
+
+    wrong = lab.node.wallet_invoice(refundable + 1)
+    refused = lab.api.post(f"/api/jobs/{done['job_id']}/refund", json_body={"invoice": wrong.bolt11})
+    assert (refused.status, refused.error_code) == (400, "invoice_amount_mismatch")
+    wallet = lab.node.wallet_invoice(refundable)
+    first = lab.api.post(f"/api/jobs/{done['job_id']}/refund", json_body={"invoice": wallet.bolt11})
+    again = lab.api.post(f"/api/jobs/{done['job_id']}/refund", json_body={"invoice": wallet.bolt11})
+    assert first.status == again.status == 200, first.body
+    assert first.json["payout"]["status"] == again.json["payout"]["status"] == "paid"
+    assert [p["payment_hash"] for p in lab.node.listing()["payouts"]] == [wallet.payment_hash]  # paid once
+    after = job(lab, done["job_id"])
+    assert after["refundable_sats"] == 0 and after["refund_status"] == "paid" and after["receipt"]["refunded_sats"] == refundable
+
+
+def test_a_partial_job_pays_the_rest_and_the_pool_absorbs_at_most_what_was_held(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    budget = lab.services.settings.daily_budget_sats("trusted")
+    created = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=bearer(lab, TRUSTED, "trusted"))
+    assert created.status == 201, created.body
+    decision = created.json["free_tier"]
+    assert decision["serve"] == "partial" and decision["absorb_sats"] == budget
+    assert created.json["invoice"]["amount_sats"] == created.json["receipt"]["quoted_sats"] - budget
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete"
+    assert done["absorbed_sats"] <= budget
+    assert done["charged_sats"] + done["refundable_sats"] == created.json["invoice"]["amount_sats"]
+
+
+def test_a_pool_drained_before_the_payment_asks_for_the_shortfall_with_a_second_invoice(lab: Lab) -> None:
+    headers = bearer(lab, TRUSTED, "trusted")
+    created = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=headers)
+    assert created.json["free_tier"]["serve"] == "partial"
+    # Others drain the pool between the decision and the payment.
+    lab.services.ledger.create_transfer(
+        "drain", POOL, "operator-equity", lab.services.ledger.account(POOL).computed_available_sats, "test_drain"
+    )
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    waiting = lab.api.get(f"/api/jobs/{created.json['job_id']}").json
+    assert waiting["status"] == "awaiting_topup"
+    topup = lab.services.jobs.require(created.json["job_id"])
+    assert topup.topup_hash and topup.reserved_sats == 0
+    topup_invoice = lab.services.invoices.get(topup.topup_hash)
+    assert topup_invoice is not None and topup_invoice.amount_sats == created.json["free_tier"]["absorb_sats"]
+    lab.pay_and_settle(topup.topup_hash)
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["absorbed_sats"] == 0
+    assert done["charged_sats"] + done["refundable_sats"] == created.json["receipt"]["quoted_sats"] == done["receipt"]["paid_sats"]
+
+
+class Failing:
+    def __init__(self, error: Exception | None = None, text: str = ""):
+        self.error, self.text = error, text
+
+    def run(self, request: str, model: str, max_output_tokens: int) -> ExecutionResult:
+        if self.error is not None:
+            raise self.error
+        return ExecutionResult(self.text, TokenUsage(10, 10))
+
+
+@pytest.mark.parametrize(
+    "executor", [Failing(ExecutionFailed("the provider refused")), Failing(EmptyOutput("nothing")), Failing(text="  ")]
+)
+def test_work_that_fails_or_comes_back_empty_is_never_charged(lab: Lab, executor: Failing) -> None:
+    lab.services.__dict__["executor"] = executor
+    pool = lab.pool_sats()
+    free = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    gate = lab.api.post("/api/jobs", json_body=BODY)
+    lab.run_work()
+    lab.pay_and_settle(gate.json["invoice"]["payment_hash"])
+    for created in (free, gate):
+        done = job(lab, created.json["job_id"])
+        assert done["status"] == "failed" and done["charged_sats"] == 0 and done["absorbed_sats"] == 0
+    assert job(lab, gate.json["job_id"])["refundable_sats"] == gate.json["invoice"]["amount_sats"]
+    assert lab.pool_sats() == pool  # the free job's reservation went back
+    assert lab.services.ledger.account(escrow_account(gate.json["job_id"])).computed_available_sats == gate.json["invoice"]["amount_sats"]
+
+
+def test_an_unpaid_job_expires_with_its_invoice(lab: Lab) -> None:
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    lab.clock.advance(lab.services.settings.invoice_expiry_seconds + 1)
+    assert lab.services.invoices.sweep().expired == 1
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "expired" and done["refundable_sats"] == 0 and done["refund_status"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"request": ""}, 400), ({"request": "x", "model": "no-such-model"}, 400), ({"request": "x" * 40_000}, 413), ({"nope": 1}, 400)],
+)
+def test_bad_jobs_are_refused_and_leave_nothing(lab: Lab, body: dict[str, object], status: int) -> None:
+    answer = lab.api.post("/api/jobs", json_body=body)
+    assert answer.status == status and answer.json["error"]["code"]
+    assert lab.node.listing()["invoices"] == []
+
+
+def test_refunds_before_the_job_is_final_or_of_nothing_are_refused(lab: Lab) -> None:
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    early = lab.api.post(f"/api/jobs/{created.json['job_id']}/refund", json_body={"invoice": lab.node.wallet_invoice(5).bolt11})
+    assert (early.status, early.error_code) == (409, "job_not_final")
+    assert lab.api.get("/api/jobs/" + "0" * 32).status == 404
+    assert lab.api.get("/api/jobs/not-a-job").status == 404

@@ -121,10 +121,14 @@ def build_event(
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
             continue
         merged[key] = f"{merged[key]},{value}" if key in merged else value
-    # Headers API Gateway adds itself; locally the scheme is plain http.
-    merged.setdefault("x-forwarded-proto", "http")
+    # The name the request reached this gateway by: the Host header only when it names this gateway
+    # (a loopback name on its port), as API Gateway's domainName only ever names the API's own
+    # domains. A Host a client made up (another service's) never reaches a handler as trusted.
+    domain = merged["host"] if _names_this_gateway(merged.get("host", ""), host) else host
+    # Headers API Gateway sets itself, whatever the client sent; locally the scheme is plain http.
+    merged["x-forwarded-proto"] = "http"
     merged["x-forwarded-for"] = f"{merged['x-forwarded-for']}, {source_ip}" if "x-forwarded-for" in merged else source_ip
-    merged.setdefault("x-forwarded-port", merged.get("host", host).rsplit(":", 1)[-1] if ":" in merged.get("host", host) else "80")
+    merged["x-forwarded-port"] = _port_of(domain)
     query: dict[str, str] = {}
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
@@ -139,8 +143,8 @@ def build_event(
         "requestContext": {
             "accountId": ACCOUNT_ID,
             "apiId": API_ID,
-            "domainName": merged.get("host", host),
-            "domainPrefix": merged.get("host", host).split(".", 1)[0].split(":", 1)[0],
+            "domainName": domain,
+            "domainPrefix": domain.split(".", 1)[0].split(":", 1)[0],
             "http": {
                 "method": method,
                 "path": raw_path,
@@ -170,6 +174,26 @@ def build_event(
     return event
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _split_host(host: str) -> tuple[str, str]:
+    """`name[:port]` (the name may be `[v6]`) as (lower-case name, port; 80 when absent)."""
+    name, _, port = host.rpartition(":") if host.rfind(":") > host.rfind("]") else (host, "", "")
+    return name.lower(), port or "80"
+
+
+def _port_of(host: str) -> str:
+    return _split_host(host)[1]
+
+
+def _names_this_gateway(header: str, own: str) -> bool:
+    """True when a Host header names the gateway listening at `own` (127.0.0.1:PORT): a loopback
+    name on the same port."""
+    name, port = _split_host(header)
+    return name in LOOPBACK_NAMES and port == _port_of(own)
+
+
 def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """A handler's answer (payload format 2.0) as status, headers and body bytes."""
     if not isinstance(result, Mapping) or "statusCode" not in result:
@@ -186,6 +210,15 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 def _error(status: int, code: str, message: str) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, [("content-type", "application/json")], json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+_SERVER_REFUSALS = {
+    400: "the request line or its headers could not be read as HTTP/1.1",
+    414: "the URL is too long",
+    431: "the request's headers are too large",
+    501: "that method is not supported",
+    505: "that HTTP version is not supported; use HTTP/1.1",
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -236,7 +269,14 @@ class Gateway:
         if route is None:
             return _error(404, "not_found", f"no route {method} {path}")
         event = build_event(
-            method=method, target=target, headers=headers, body=body, route=route, path_parameters=params, source_ip=source_ip
+            method=method,
+            target=target,
+            headers=headers,
+            body=body,
+            route=route,
+            path_parameters=params,
+            source_ip=source_ip,
+            host=f"127.0.0.1:{self.port}",
         )
         try:
             result = self.loader.invoke(route.function, event)
@@ -281,7 +321,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The HTTP server's own refusals (a malformed request line, huge headers, an unknown
         method) in the contract's error shape too, never an HTML page."""
-        reason = message or explain or "the request could not be read"
+        # http.server's own text quotes the request line it could not read: never echoed back.
+        reason = _SERVER_REFUSALS.get(code, "the request could not be read as HTTP/1.1")
         self._send(*_error(code, "bad_request" if code < 500 else "not_implemented", reason), close=True)
 
     def _serve(self) -> None:
@@ -298,7 +339,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         declared = self.headers.get("content-length") or "0"
         if not declared.isdigit():
-            self._send(*_error(400, "bad_request", f"Content-Length must be a whole number of bytes, not {declared!r}"), close=True)
+            self._send(*_error(400, "bad_request", "Content-Length must be a whole number of bytes"), close=True)
             return
         length = int(declared)
         if length > PAYLOAD_BYTES_MAX:

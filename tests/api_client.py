@@ -30,6 +30,7 @@ class ApiClient:
     def __init__(self) -> None:
         self.gateway = Gateway(0, HandlerLoader(watch=False))
         self.gateway.server.server_close()  # routing and invoking only; nothing listens
+        self.gateway.port = 3000  # the address its requests say they reached (Host: 127.0.0.1:3000)
 
     def request(
         self, method: str, target: str, *, json_body: Any = None, body: bytes | str | None = None, headers: dict[str, str] | None = None

@@ -8,17 +8,19 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from timmy.config import Tier
 from timmy.errors import InvalidInput
-from timmy.identity.nostr import parse_pubkey
+from timmy.identity.nostr import PUBKEY_PATTERN, parse_pubkey
 from timmy.identity.service import UNSET
 from timmy.ledger.invariants import audit_store
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.auth import require_admin
+from timmy_http.fields import WholeNumber
 from timmy_http.idempotency import idempotent, ledger_id
+from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
@@ -26,13 +28,14 @@ app.use([require_admin])
 
 POOL_TOPUP_SATS_MAX = 2_100_000_000_000_000  # every sat there will ever be
 GRANTS_PAGE_SIZE_MAX = 500
-DAY_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DAY_FORM = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DAY_PATTERN = re.compile(DAY_FORM)
 
 
 class PoolTopup(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo such as 'notes' is refused, not silently dropped
 
-    amount_sats: StrictInt = Field(gt=0, le=POOL_TOPUP_SATS_MAX, description="Whole sats moved from operator equity to the pool.")
+    amount_sats: WholeNumber = Field(gt=0, le=POOL_TOPUP_SATS_MAX, description="Whole sats moved from operator equity to the pool.")
     note: str = Field(default="", max_length=500)
 
 
@@ -41,7 +44,7 @@ def audit() -> dict[str, Any]:
     return audit_store(services().store).as_dict()
 
 
-@app.post("/api/admin/pool/topup", summary="Donate sats from operator equity to the generosity pool")
+@app.post("/api/admin/pool/topup", summary="Donate sats from operator equity to the generosity pool", openapi_extensions=errors(409))
 def pool_topup(body: PoolTopup) -> Any:
     def compute() -> Any:
         # With an Idempotency-Key the ledger is idempotent too: a retry after a failure that lost
@@ -61,9 +64,11 @@ def pool_topup(body: PoolTopup) -> Any:
     return idempotent(app, "admin-pool-topup", compute)
 
 
-@app.get("/api/admin/grants", summary="The grant audit rows of one UTC day, oldest first, paginated")
+@app.get("/api/admin/grants", summary="The grant audit rows of one UTC day, oldest first, paginated", openapi_extensions=errors(422))
 def grants(
-    day: Annotated[str | None, Query(description="UTC day, YYYY-MM-DD; today when absent")] = None,
+    day: Annotated[
+        str | None, Query(description="UTC day, YYYY-MM-DD; today when absent", json_schema_extra={"pattern": DAY_FORM, "format": "date"})
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=GRANTS_PAGE_SIZE_MAX)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
@@ -79,7 +84,7 @@ def _is_day(text: str) -> bool:
         datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
         return False
-    return DAY_PATTERN.match(text) is not None
+    return DAY_PATTERN.fullmatch(text) is not None
 
 
 def _json(status: int, body: dict[str, Any]) -> Any:
@@ -89,13 +94,17 @@ def _json(status: int, body: dict[str, Any]) -> Any:
 class IdentityControls(BaseModel):
     """`{tier}` pins a tier, `{tier: null}` unpins, `{blocked: true|false}` blocks or unblocks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # {} changes nothing: refused
     tier: Tier | None = Field(default=None, description="Pinned tier; null unpins.")
-    blocked: StrictBool | None = Field(default=None, description="true: always gate, never subsidised.")
+    # null is refused (`invalid_blocked`): the spec says so by documenting a boolean only.
+    blocked: Annotated[StrictBool | None, WithJsonSchema({"type": "boolean", "description": "true: always gate, never subsidised."})] = None
 
 
-@app.put("/api/admin/identities/<pubkey>", summary="Pin or unpin an identity's tier, block or unblock it")
-def put_identity(pubkey: str, body: IdentityControls) -> dict[str, Any]:
+@app.put("/api/admin/identities/<pubkey>", summary="Pin or unpin an identity's tier, block or unblock it", openapi_extensions=errors(422))
+def put_identity(
+    pubkey: Annotated[str, Path(description="64 hex digits or an npub", json_schema_extra={"pattern": PUBKEY_PATTERN})],
+    body: IdentityControls,
+) -> dict[str, Any]:
     given = body.model_fields_set
     if "blocked" in given and body.blocked is None:
         raise InvalidInput("'blocked' is true or false", code="invalid_blocked")

@@ -4,15 +4,17 @@ knows, and settle a payout left in flight. Contract section 5."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
 from timmy.adapters.lightning_simulated import BEHAVIOURS, SimulatedLightning
 from timmy.errors import Conflict, InvalidInput, NotFound
 from timmy.ports.lightning import LightningError
 from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.fields import INTEGRAL, NOT_NULL
+from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
@@ -25,30 +27,51 @@ def _node() -> SimulatedLightning:
     return lightning
 
 
-class PayBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+HASH_PATTERN = "^[0-9a-f]{64}$"
+SATS_SPEC_MAX = 2_100_000_000_000_000
 
-    bolt11: StrictStr | None = Field(default=None, min_length=1, max_length=2000, description="the invoice to pay")
-    payment_hash: StrictStr | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="or its payment hash")
-    amount_sats: StrictInt | None = Field(default=None, ge=1, description="what the payer sends; the invoice's amount when absent")
+
+class PayBody(BaseModel):
+    # Exactly one of bolt11 and payment_hash (the spec's oneOf); a null is refused, never taken as absent.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["bolt11"]}, {"required": ["payment_hash"]}]})
+
+    bolt11: Annotated[
+        Annotated[StrictStr, Field(min_length=1, max_length=2000)] | None,
+        NOT_NULL,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2000, "description": "the invoice to pay"}),
+    ] = None
+    payment_hash: Annotated[
+        Annotated[StrictStr, Field(pattern=HASH_PATTERN)] | None,
+        NOT_NULL,
+        WithJsonSchema({"type": "string", "pattern": HASH_PATTERN, "description": "or its payment hash"}),
+    ] = None
+    amount_sats: Annotated[
+        Annotated[StrictInt, Field(ge=1, le=SATS_SPEC_MAX), INTEGRAL] | None,
+        NOT_NULL,
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": SATS_SPEC_MAX, "description": "what the payer sends; else the amount"}),
+    ] = None
 
 
 class WalletInvoiceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_sats: StrictInt = Field(ge=1, le=2_100_000_000_000_000)
+    amount_sats: Annotated[StrictInt, Field(ge=1, le=SATS_SPEC_MAX), INTEGRAL]
     memo: StrictStr = Field(default="a payout", max_length=200)
-    behaviour: StrictStr = Field(default="succeed", description=f"how paying it goes: {', '.join(BEHAVIOURS)}")
+    behaviour: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": list(BEHAVIOURS), "description": "how paying it goes"})] = (
+        "succeed"
+    )
 
 
 class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    payment_hash: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
+    payment_hash: StrictStr = Field(pattern=HASH_PATTERN)
     succeed: StrictBool
 
 
-@app.post("/dev/lightning/pay", summary="Pay one of Timmy's invoices as a wallet would; the webhook fires")
+@app.post(
+    "/dev/lightning/pay", summary="Pay one of Timmy's invoices as a wallet would; the webhook fires", openapi_extensions=errors(404, 409)
+)
 def pay(body: PayBody) -> dict[str, Any]:
     if (body.bolt11 is None) == (body.payment_hash is None):
         raise InvalidInput("send either bolt11 or payment_hash", code="invalid_input")
@@ -59,12 +82,19 @@ def pay(body: PayBody) -> dict[str, Any]:
     return {"payment_hash": invoice.payment_hash, "amount_sats": invoice.amount_sats, "paid_sats": invoice.received_sats, "status": "paid"}
 
 
-@app.get("/dev/lightning/invoices", summary="Every invoice and payout the simulated node knows, newest first")
+@app.get(
+    "/dev/lightning/invoices", summary="Every invoice and payout the simulated node knows, newest first", openapi_extensions=errors(404)
+)
 def listing() -> dict[str, Any]:
     return _node().listing()
 
 
-@app.post("/dev/lightning/invoices", summary="An invoice of an outside wallet, for payouts to pay (behaviour: how paying it goes)")
+@app.post(
+    "/dev/lightning/invoices",
+    summary="An invoice of an outside wallet, for payouts to pay (behaviour: how paying it goes)",
+    responses={201: {"description": "the wallet's invoice"}},
+    openapi_extensions=errors(404),
+)
 def wallet_invoice(body: WalletInvoiceBody) -> Any:
     if body.behaviour not in BEHAVIOURS:
         raise InvalidInput(f"behaviour is one of {', '.join(BEHAVIOURS)}", code="invalid_input")
@@ -78,7 +108,11 @@ def wallet_invoice(body: WalletInvoiceBody) -> Any:
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
 
 
-@app.post("/dev/lightning/payouts/resolve", summary="Give a payout left in flight its final outcome (the sweeper then records it)")
+@app.post(
+    "/dev/lightning/payouts/resolve",
+    summary="Give a payout left in flight its final outcome (the sweeper then records it)",
+    openapi_extensions=errors(404),
+)
 def resolve(body: ResolveBody) -> dict[str, Any]:
     try:
         payment = _node().resolve_payment(body.payment_hash, body.succeed)

@@ -13,6 +13,10 @@ from timmy.free_tier import PoolStatus
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import (
+    MAX_OUTPUT_TOKENS_DESCRIPTION,
+    MODEL_SCHEMA,
+    OUTPUT_TOKENS_MAX,
+    REQUEST_SCHEMA,
     DonationAnswer,
     DonationBody,
     EstimateAnswer,
@@ -38,9 +42,9 @@ _ESTIMATE_RESPONSES: dict[int, OpenAPIResponse] = {
 
 @app.get("/api/estimate", summary="Price a request (upper bound, in sats) without paying", responses=_ESTIMATE_RESPONSES)
 def get_estimate(
-    request: Annotated[str | None, Query(description="the text of the work to price")] = None,
-    model: Annotated[str | None, Query(description="a catalogue model; the default model when absent")] = None,
-    max_output_tokens: Annotated[int | None, Query(description="completion cap, 1 … the model's maximum")] = None,
+    request: Annotated[str, Query(json_schema_extra=REQUEST_SCHEMA)],
+    model: Annotated[str | None, Query(json_schema_extra=MODEL_SCHEMA)] = None,
+    max_output_tokens: Annotated[int | None, Query(ge=1, le=OUTPUT_TOKENS_MAX, description=MAX_OUTPUT_TOKENS_DESCRIPTION)] = None,
     nostr_token: Annotated[str | None, Query(description="a nostr_token, instead of the Authorization header")] = None,
 ) -> dict[str, Any]:
     check_query_encoding(app.current_event.raw_event.get("rawQueryString") or "")

@@ -13,6 +13,7 @@ from timmy.errors import Unauthorized
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import authenticated_pubkey, verified_nip98
 from timmy_http.idempotency import idempotent
+from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
@@ -44,6 +45,7 @@ class MeOut(BaseModel):
     "/api/identity/token",
     summary="Exchange a NIP-98 signed request for a nostr_token",
     responses={200: {"description": "A nostr_token for the signing pubkey", "content": {"application/json": {"model": TokenOut}}}},
+    openapi_extensions=errors(409),
 )
 def issue_token() -> Any:
     verified = verified_nip98(app)

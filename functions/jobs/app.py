@@ -7,25 +7,36 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
 from timmy.payments.model import PayoutRecord
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import invoice_view
+from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText, invoice_view
 from timmy_http.idempotency import idempotent
+from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
 
 
+# timmy.jobs.service's LIGHTNING_ADDRESS, in either case (the service lower-cases first).
+REFUND_ADDRESS_SCHEMA = {
+    "type": "string",
+    "maxLength": 320,
+    "pattern": "^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$",
+    "description": "a Lightning address (name@domain): refunds are paid to it",
+}
+
+
 class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request: StrictStr = Field(min_length=1, description="the work to do")
-    model: StrictStr | None = Field(default=None, description="a catalogue model; the default model when absent")
-    max_output_tokens: StrictInt | None = Field(default=None, description="completion cap, 1 … the model's maximum")
-    refund_address: StrictStr | None = Field(default=None, max_length=320, description="a Lightning address: refunds are paid to it")
+    # The same fields as the estimate's, defined once (timmy_http.estimate).
+    request: RequestText
+    model: ModelName | None = None
+    max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
+    refund_address: Annotated[StrictStr, WithJsonSchema(REFUND_ADDRESS_SCHEMA)] | None = None
 
 
 class RefundBody(BaseModel):
@@ -49,6 +60,7 @@ def _json(status: int, body: dict[str, Any]) -> Any:
         409: {"description": "the Idempotency-Key was used with another body, or its request is still running"},
         413: {"description": "the request is over the size or token limits"},
         422: {"description": "the evaluator rejected the request"},
+        429: {"description": "too many unpaid jobs open (too_many_unpaid_jobs)"},
         503: {"description": "no BTC/USD price, or the Lightning backend is unavailable"},
     },
 )
@@ -57,7 +69,10 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
 
     def compute() -> Any:
         jobs = services().jobs
-        job, invoice = jobs.create(caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app))
+        source = app.current_event.request_context.http.source_ip
+        job, invoice = jobs.create(
+            caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app), source=source
+        )
         answer = jobs.view(job)
         if invoice is None:
             return _json(202, answer)
@@ -66,7 +81,7 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
     return idempotent(app, "jobs", compute)
 
 
-@app.get("/api/jobs/<job_id>", summary="A job's status, result and receipt")
+@app.get("/api/jobs/<job_id>", summary="A job's status, result and receipt", openapi_extensions=errors(404))
 def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs answered")]) -> dict[str, Any]:
     jobs = services().jobs
     return jobs.view(jobs.require(job_id))

@@ -21,12 +21,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     holds = svc.free_tier.sweep()
     invoices = svc.invoices.sweep()
     payouts = svc.payouts.sweep()
+    jobs_failed = svc.jobs.sweep()
     counts = {
         "reservations_voided": holds.voided,
         "invoices_booked": invoices.booked,
         "invoices_expired": invoices.expired,
         "payouts_succeeded": payouts.succeeded,
         "payouts_failed": payouts.failed,
+        "jobs_failed": jobs_failed,
     }
     for name, value in counts.items():
         metrics.add_metric(name="".join(part.capitalize() for part in name.split("_")), unit="Count", value=value)

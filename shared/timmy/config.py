@@ -136,6 +136,8 @@ class Settings(BaseModel):
     donation_max_sats: int = Field(default=1_000_000, ge=1)
     payout_fee_limit_sats: int = Field(default=10, ge=0)  # the most routing fee a payout may spend
     payout_unknown_grace_seconds: int = Field(default=600, gt=0)  # a payout the backend never saw is failed after this
+    max_unpaid_jobs: int = Field(default=10, ge=1)  # open unpaid jobs per identity (or per address when anonymous); 429 beyond
+    job_stuck_seconds: int = Field(default=1_500, gt=0)  # an executing job older than this is failed by the sweeper
     lightning_api_key: str = ""  # plain (local stack and tests); AWS: lightning_api_key_secret_name
     lnbits_url: str = ""  # LNbits' base URL (LIGHTNING_BACKEND=lnbits); the key is its wallet's admin key
     lnbits_timeout_seconds: float = Field(default=10.0, gt=0)  # per call; above LNbits' 5 s pay wait

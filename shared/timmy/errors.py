@@ -55,6 +55,14 @@ class PayloadTooLarge(TimmyError):
     code = "payload_too_large"
 
 
+class Unprocessable(TimmyError):
+    """Well formed, as the API's spec describes the field, but naming nothing that can exist: a
+    pubkey off the curve, an npub whose checksum fails, a cursor this API never gave out."""
+
+    status_code = 422
+    code = "unprocessable"
+
+
 class Rejected(TimmyError):
     status_code = 422
     code = "rejected"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -14,7 +15,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 
 from timmy.config import get_settings
-from timmy_http.errors import register_error_handlers
+from timmy_http.errors import error_result, register_error_handlers
+from timmy_http.idempotency import idempotency_key_problem
 from timmy_http.observability import logger, metrics, tracer
 
 JSON_CONTENT_TYPE = "application/json"
@@ -28,17 +30,22 @@ def create_app(known_routes: Any = None) -> APIGatewayHttpResolver:
 
 
 def guard_body(event: dict[str, Any], body_routes: Callable[[], frozenset[str]] = frozenset) -> dict[str, Any] | None:
-    """The contract's answer for a body too large (413), not UTF-8 or not JSON (400), or sent as
-    another media type than JSON (400), before any parsing.
+    """The contract's answer for a body too large (413), not UTF-8 or not JSON (400), sent as
+    another media type than JSON (400), or a malformed Idempotency-Key on a POST route (400),
+    before any parsing.
 
     `body_routes` names the route keys (`POST /api/estimate`) whose handler takes a JSON body: a
     non-JSON type is refused there even on an empty body. Returns an API Gateway v2 response to
     send instead, or None when the body is acceptable.
     """
+    if str(event.get("routeKey", "")).startswith("POST "):
+        key_problem = idempotency_key_problem(event.get("headers") or {})
+        if key_problem is not None:
+            return error_result(400, "invalid_idempotency_key", key_problem)
     body = event.get("body")
     media_type = _normalise_content_type(event)
     if media_type and media_type != JSON_CONTENT_TYPE and (body or event.get("routeKey") in body_routes()):
-        return _answer(400, "unsupported_content_type", f"send the body as JSON with 'content-type: {JSON_CONTENT_TYPE}'")
+        return error_result(400, "unsupported_content_type", f"send the body as JSON with 'content-type: {JSON_CONTENT_TYPE}'")
     if not body:
         return None
     limit = get_settings().max_body_bytes
@@ -49,7 +56,7 @@ def guard_body(event: dict[str, Any], body_routes: Callable[[], frozenset[str]] 
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            return _answer(400, "invalid_encoding", "the body is marked base64 but does not decode")
+            return error_result(400, "invalid_encoding", "the body is marked base64 but does not decode")
     else:
         raw = body.encode("utf-8", errors="surrogatepass")
     if len(raw) > limit:
@@ -57,16 +64,28 @@ def guard_body(event: dict[str, Any], body_routes: Callable[[], frozenset[str]] 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return _answer(400, "invalid_encoding", "the body must be UTF-8 encoded JSON")
-    try:
-        json.loads(text)
-    except RecursionError:
-        return _answer(400, "invalid_json", "the body's JSON is nested too deeply")
-    except ValueError as error:  # not JSON, or an integer of thousands of digits
-        return _answer(400, "invalid_json", f"the body is not valid JSON: {error}")
+        return error_result(400, "invalid_encoding", "the body must be UTF-8 encoded JSON")
+    problem = _json_problem(text)
+    if problem is not None:
+        return error_result(400, "invalid_json", problem)
     if event.get("isBase64Encoded"):
         # Hand the resolver plain text from here on: it decodes base64 bodies itself otherwise.
         event["body"], event["isBase64Encoded"] = text, False
+    return None
+
+
+def _json_problem(text: str) -> str | None:
+    """What is wrong with a body that is not JSON, in the product's words (never the parser's)."""
+    try:
+        json.loads(text)
+    except RecursionError:
+        return "the body's JSON is nested too deeply"
+    except json.JSONDecodeError as error:
+        if text.startswith("\ufeff"):
+            return "the body is not valid JSON: it starts with a byte order mark; send UTF-8 without one"
+        return f"the body is not valid JSON (line {error.lineno}, column {error.colno})"
+    except ValueError:  # an integer of more digits than Python converts
+        return f"the body holds a number of more than {sys.get_int_max_str_digits()} digits"
     return None
 
 
@@ -85,16 +104,7 @@ def _normalise_content_type(event: dict[str, Any]) -> str:
 
 
 def _too_large(limit: int) -> dict[str, Any]:
-    return _answer(413, "payload_too_large", f"the body is over the limit of {limit} bytes")
-
-
-def _answer(status: int, code: str, message: str) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": {"code": code, "message": message}}),
-        "isBase64Encoded": False,
-    }
+    return error_result(413, "payload_too_large", f"the body is over the limit of {limit} bytes")
 
 
 def lambda_handler_for(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

@@ -22,22 +22,21 @@ AUTHORIZATION_CHARS_MAX = 10_000
 
 
 def public_url(event: dict[str, Any], settings: Settings) -> str:
-    """The absolute URL the client called, as a NIP-98 `u` tag carries it (path and raw query).
+    """The absolute URL a NIP-98 `u` tag must carry for this request (path and raw query).
 
-    `PUBLIC_BASE_URL` when configured (custom domains, proxies); otherwise the event's domain name,
-    with the scheme API Gateway reports in `x-forwarded-proto` (https in AWS). The local gateway
-    serves plain http on a loopback address, so a loopback host without that header is http.
+    `PUBLIC_BASE_URL` when configured (custom domains, proxies); otherwise the domain API Gateway
+    itself asserts (`requestContext.domainName`: only ever one of the API's own domains) over https,
+    the only scheme an HTTP API serves. Never the `Host` or `X-Forwarded-Proto` headers, which a
+    client writes: an event signed for another service must not be replayable here. The local
+    gateway asserts its own loopback address, served over plain http.
     """
     path = event.get("rawPath") or "/"
     query = event.get("rawQueryString") or ""
     base = settings.public_base_url.rstrip("/")
     if not base:
-        headers = event.get("headers") or {}
-        host = (event.get("requestContext") or {}).get("domainName") or headers.get("host") or ""
-        scheme = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
-        if scheme not in ("http", "https"):
-            scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK_HOSTS or host.startswith("[::1]") else "https"
-        base = f"{scheme}://{host}"
+        host = str((event.get("requestContext") or {}).get("domainName") or "")
+        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
+        base = f"{'http' if name.lower() in LOOPBACK_HOSTS else 'https'}://{host}"
     return f"{base}{path}?{query}" if query else f"{base}{path}"
 
 

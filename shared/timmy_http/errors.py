@@ -13,28 +13,86 @@ from botocore.exceptions import BotoCoreError, ClientError
 from timmy.errors import TimmyError
 from timmy_http.observability import logger, metrics
 
+MESSAGE_CHARS_MAX = 200  # a message says what to fix in a sentence; never a dump of the input
+FIELD_CHARS_MAX = 40  # a field name the client wrote (an unknown one) is shown up to this length
+PROBLEMS_SHOWN_MAX = 3  # a body wrong in many ways is described by its first few problems
+
+
+def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """The contract's error shape, the one builder of it: `{"error": {"code", "message", **details}}`,
+    the message cut to MESSAGE_CHARS_MAX characters."""
+    if len(message) > MESSAGE_CHARS_MAX:
+        message = message[: MESSAGE_CHARS_MAX - 1] + "…"
+    return {"error": {"code": code, "message": message, **details}}
+
 
 def error_response(status_code: int, code: str, message: str, headers: dict[str, str] | None = None, **details: Any) -> Response:
-    """A Response in the contract's error shape; `details` (the known models, …) go inside `error`."""
-    body: dict[str, Any] = {"error": {"code": code, "message": message, **details}}
-    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=json.dumps(body), headers=headers or {})
+    """A resolver Response in the contract's error shape; `details` (the known models, …) go inside `error`."""
+    body = json.dumps(error_body(code, message, **details))
+    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or {})
+
+
+def error_result(status_code: int, code: str, message: str) -> dict[str, Any]:
+    """An API Gateway v2 result in the contract's error shape, for refusals made before the resolver runs."""
+    return {
+        "statusCode": status_code,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(error_body(code, message)),
+        "isBase64Encoded": False,
+    }
+
+
+# What each kind of validation failure means, in the product's words (pydantic's error types;
+# `{name}` is filled from the error's context). Never pydantic's own text, never the input's value.
+_PROBLEMS = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this request",
+    "string_type": "must be text",
+    "string_unicode": "must be valid UTF-8 text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "int_parsing_size": "is too large a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "greater_than": "must be more than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "string_too_short": "must be at least {min_length} characters",
+    "string_too_long": "must be at most {max_length} characters",
+    "string_pattern_mismatch": "does not have the expected form (see the API's spec)",
+    "enum": "must be one of: {expected}",
+    "literal_error": "must be one of: {expected}",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a list",
+    "json_invalid": "is not valid JSON",
+    "not_null": "may be left out but not null",
+}
 
 
 def describe_validation_errors(errors: Any) -> str:
-    """One human sentence naming each field that failed and why."""
+    """One sentence naming the fields that failed and why, in the product's words (see _PROBLEMS)."""
     parts = []
     for error in errors:
         location = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        kind = error.get("type", "")
-        if kind == "json_invalid":
-            parts.append("the body is not valid JSON")
-            continue
-        field = ".".join(location) or "request"
-        if kind == "missing":
-            parts.append(f"'{field}' is required")
-        else:
-            parts.append(f"'{field}': {error.get('msg', 'is invalid')}")
-    return "; ".join(parts) or "the request is invalid"
+        field = ".".join(location)
+        subject = "the body" if not field else f"'{field[:FIELD_CHARS_MAX]}'" + ("…" if len(field) > FIELD_CHARS_MAX else "")
+        problem = _PROBLEMS.get(str(error.get("type", "")), "is not valid")
+        try:
+            problem = problem.format(**(error.get("ctx") or {}))
+        except (KeyError, IndexError, ValueError):
+            problem = "is not valid"
+        part = f"{subject} {problem}"
+        if part not in parts:
+            parts.append(part)
+    if not parts:
+        return "the request is not valid"
+    more = len(parts) - PROBLEMS_SHOWN_MAX
+    sentence = "; ".join(parts[:PROBLEMS_SHOWN_MAX])
+    return f"{sentence}; and {more} more" if more > 0 else sentence
 
 
 def register_error_handlers(app: APIGatewayHttpResolver, known_routes: Any = None) -> None:

@@ -7,17 +7,35 @@ same way from both.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
 
+from timmy.config import get_settings
 from timmy.errors import InvalidInput
 from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
 from timmy.payments.donations import NOTE_CHARS_MAX, Donation
+from timmy.payments.invoices import SATS_MAX
 from timmy.payments.model import InvoiceRecord
+from timmy.pricing.catalogue import default_catalogue
+from timmy_http.fields import INTEGRAL
 from timmy_http.services import services
+
+# The fields of both estimate routes, defined once: the query of GET and the body of POST.
+# `request` and `model` are checked by the domain (timmy.pricing: `empty_request`, `unknown_model`
+# with the known names); their schemas say the same. `max_output_tokens` is bounded here by the
+# largest any model allows; the chosen model's own cap is the domain's (413, it depends on the model).
+MODEL_NAMES = default_catalogue().names()
+OUTPUT_TOKENS_MAX = max(model.max_output_tokens for model in default_catalogue().models.values())
+REQUEST_DESCRIPTION = "the text of the work to price: not blank; over the byte limit or the model's context window is a 413"
+REQUEST_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"\S", "description": REQUEST_DESCRIPTION}
+MODEL_SCHEMA = {"type": "string", "enum": MODEL_NAMES, "description": "a catalogue model; the default model when absent"}
+MAX_OUTPUT_TOKENS_DESCRIPTION = f"completion cap, 1 … the model's maximum (at most {OUTPUT_TOKENS_MAX}; over the model's own a 413)"
+RequestText = Annotated[StrictStr, WithJsonSchema(REQUEST_SCHEMA)]
+ModelName = Annotated[StrictStr, WithJsonSchema(MODEL_SCHEMA)]
+MaxOutputTokens = Annotated[StrictInt, Field(ge=1, le=OUTPUT_TOKENS_MAX), INTEGRAL]
 
 
 class EstimateBody(BaseModel):
@@ -25,11 +43,9 @@ class EstimateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request: StrictStr = Field(description="the text of the work to price")
-    model: StrictStr | None = Field(default=None, description="a catalogue model name; the default model when absent")
-    max_output_tokens: StrictInt | None = Field(
-        default=None, description="completion cap, 1 … the model's maximum; the model's default when absent"
-    )
+    request: RequestText
+    model: ModelName | None = None
+    max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
 
 
 class TokenEstimate(BaseModel):
@@ -63,12 +79,19 @@ class EstimateAnswer(BaseModel):
     identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
 
 
+def _donation_maximum(schema: dict[str, Any]) -> None:
+    """The spec's maximum of a donation: the configured DONATION_MAX_SATS (read when the spec is built)."""
+    schema["maximum"] = min(get_settings().donation_max_sats, SATS_MAX)
+
+
 class DonationBody(BaseModel):
     """`POST /api/pool/donations`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    amount_sats: StrictInt = Field(ge=1, description="whole sats to donate, 1 … DONATION_MAX_SATS")
+    amount_sats: Annotated[StrictInt, Field(ge=1), INTEGRAL] = Field(
+        description="whole sats to donate, 1 … DONATION_MAX_SATS", json_schema_extra=_donation_maximum
+    )
     note: StrictStr | None = Field(default=None, max_length=NOTE_CHARS_MAX, description="a word for the operator")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 255
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]+$"  # visible ASCII: no space, no control character, nothing a header might mangle
+# The one definition of the header: the spec documents it on every POST route, and the handler's
+# guard (timmy_http.app) refuses what breaks it on every POST route, before the route runs.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_LENGTH_MAX, "pattern": IDEMPOTENCY_KEY_PATTERN},
+    "description": "a retry with the same key (and the same body) gets the first answer back; 1 to 255 visible ASCII characters",
+}
+_KEY = re.compile(f"[!-~]{{1,{IDEMPOTENCY_KEY_LENGTH_MAX}}}")
 IDEMPOTENCY_TTL_SECONDS = 86_400
 
 _execute: Callable[..., dict[str, Any]] | None = None
@@ -56,6 +68,14 @@ def _executor() -> Callable[..., dict[str, Any]]:
     return _execute
 
 
+def idempotency_key_problem(headers: dict[str, str]) -> str | None:
+    """Why the request's Idempotency-Key is refused (None when absent or well formed)."""
+    key = headers.get("idempotency-key")
+    if key is None or _KEY.fullmatch(key):
+        return None
+    return f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} visible ASCII characters (no spaces)"
+
+
 def _body_digest(body: str) -> str:
     """The body's hash for "same request?": JSON compared by value (key order and white space do
     not matter to a retry that re-serialises), anything else byte for byte."""
@@ -78,8 +98,9 @@ def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Re
     key = app.current_event.headers.get("idempotency-key")
     if key is None:
         return compute()
-    if not 0 < len(key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
-        raise InvalidInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters", code="invalid_idempotency_key")
+    problem = idempotency_key_problem(app.current_event.headers)
+    if problem is not None:  # the guard refuses it first on every POST route; kept for a route called another way
+        raise InvalidInput(problem, code="invalid_idempotency_key")
     request = {"scope": scope, "key": key, "body_sha256": _body_digest(app.current_event.body or "")}
     execute = _executor()
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError, IdempotencyValidationError

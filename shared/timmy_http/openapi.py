@@ -1,8 +1,9 @@
 """The finishing touches on the merged OpenAPI spec, so it describes the API as it answers.
 
 Powertools documents every validated route with a 422 `HTTPValidationError`; Timmy answers bad
-input with a 400 in the contract's error shape. This adds that shape as a schema, gives every
-error response it, documents `Idempotency-Key` on POST routes and the three ways to authenticate.
+input with a 400 in the contract's error shape. This adds that shape as a schema, documents every
+error status a route answers (those of every route, and those the route declares with `errors()`)
+with it, `Idempotency-Key` on POST routes and the three ways to authenticate.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import copy
 import json
 from enum import Enum
 from typing import Any
+
+from timmy_http.idempotency import IDEMPOTENCY_KEY_PARAMETER
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -35,13 +38,6 @@ SECURITY_SCHEMES = {
         "name": "Authorization",
         "description": "Nostr <base64 of a signed kind-27235 event> (NIP-98): u, method and payload tags, created_at within 60 s",
     },
-}
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "maxLength": 255},
-    "description": "a retry with the same key (and the same body) gets the first answer back",
 }
 _ERROR_RESPONSE = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _SECURITY_BY_PREFIX: tuple[tuple[str, list[dict[str, list[str]]]], ...] = (
@@ -73,20 +69,60 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+# What each error status means on any route; a route lists the ones only it can answer with
+# `openapi_extensions=errors(409, ...)`, and every route gets those its handler answers anyway.
+ERROR_DESCRIPTIONS = {
+    "400": "invalid input (the spec's shape, a malformed header or body): the message says what to fix",
+    "401": "missing or invalid credentials",
+    "402": "payment required: the body carries the invoice",
+    "403": "not allowed for these credentials",
+    "404": "not found: the message names what",
+    "409": "a conflict: this Idempotency-Key was used with another body or its first request is still running, or the state does not allow it",
+    "413": "too large: the body, or the request for the model chosen (its context window, its output cap)",
+    "422": "well formed but naming nothing that can exist (a pubkey off the curve, a cursor never given out)",
+    "429": "rate limited: retry after the time the message gives",
+    "503": "a dependency (storage, a queue, the price) did not answer: retry shortly",
+}
+EVERY_ROUTE_ERRORS = ("400", "413", "503")  # the guard (body, content type, Idempotency-Key) and an unavailable dependency
+ERRORS_EXTENSION = "x-timmy-errors"
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    """A route's `openapi_extensions`: the error statuses it answers beyond every route's."""
+    unknown = [status for status in statuses if str(status) not in ERROR_DESCRIPTIONS]
+    if unknown:
+        raise ValueError(f"no description of the error statuses {unknown}: add them to ERROR_DESCRIPTIONS")
+    return {ERRORS_EXTENSION: [str(status) for status in statuses]}
+
+
 def _finish_operation(path: str, method: str, operation: dict[str, Any]) -> None:
     # Status keys arrive as ints or strings depending on the function's spec: make them strings.
     responses = {str(status): response for status, response in operation.get("responses", {}).items()}
     operation["responses"] = responses
-    invalid = responses.pop("422", None)
-    if invalid is not None and "400" not in responses:
-        responses["400"] = {"description": "Invalid input: the message says what to fix"}
+    responses.pop("422", None)  # Powertools' validation error: Timmy answers it as a 400
+    declared = [str(status) for status in operation.pop(ERRORS_EXTENSION, [])]
+    security = next((rule for prefix, rule in _SECURITY_BY_PREFIX if path.startswith(prefix)), None)
+    if security is not None:
+        operation["security"] = security
+        declared.append("401")
+    for status in (*EVERY_ROUTE_ERRORS, *declared):
+        responses.setdefault(status, {"description": ERROR_DESCRIPTIONS[status]})
     for status, response in responses.items():
         schema = response.get("content", {}).get("application/json", {}).get("schema", {})
         if not status.startswith("2") and "$ref" not in schema and "properties" not in schema:
             response.update(copy.deepcopy(_ERROR_RESPONSE))  # a route's own error model would be kept
-    security = next((rule for prefix, rule in _SECURITY_BY_PREFIX if path.startswith(prefix)), None)
-    if security is not None:
-        operation["security"] = security
-        responses.setdefault("401", {"description": "Missing or invalid credentials", **copy.deepcopy(_ERROR_RESPONSE)})
+    for parameter in operation.get("parameters", []):
+        parameter["schema"] = _not_null(parameter.get("schema", {}))
     if method == "post":
-        operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_KEY))
+        operation.setdefault("parameters", []).append(copy.deepcopy(IDEMPOTENCY_KEY_PARAMETER))
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without the `null` branch pydantic gives `X | None`: a query, path or
+    header value is a string or absent, never JSON null."""
+    branches = [branch for branch in schema.get("anyOf", []) if branch != {"type": "null"}]
+    if "anyOf" not in schema or len(branches) != 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**branches[0], **rest}

@@ -92,3 +92,14 @@ def test_a_slow_body_closes_the_connection(gateway: Gateway, monkeypatch: pytest
         started = time.monotonic()
         assert connection.recv(65536) == b""  # closed by the server, not held open
         assert time.monotonic() - started < 5
+
+
+def test_slow_headers_close_the_connection(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from local import gateway as module
+
+    monkeypatch.setattr(module._RequestHandler, "timeout", 0.5)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as connection:
+        connection.sendall(b"GET /api/pool HTTP/1.1\r\nHost: x\r\n")  # the blank line that ends the headers never comes
+        started = time.monotonic()
+        assert connection.recv(65536) == b""
+        assert time.monotonic() - started < 5

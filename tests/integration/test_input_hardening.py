@@ -44,3 +44,49 @@ def test_a_route_without_a_body_model_ignores_the_type_of_an_empty_body(api: Api
     answer = api.post("/api/identity/token", body=b"", headers={"content-type": "application/x-www-form-urlencoded"})
     assert (answer.status, answer.error_code) == (401, "missing_credentials")
     assert api.get("/api/pool", headers={"content-type": "text/plain"}).status == 200
+
+
+# --- messages: the product's words, bounded, never the input echoed ------------------------------------
+
+PYTHON_WORDS = ("sys.set_int_max_str_digits", "utf-8-sig", "Expecting", "Input should be", "pydantic", "Traceback", "errors.pydantic.dev")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"request": ' + "9" * 5_000 + "}", "invalid_json"),  # Python refuses to convert it, and said so in its words
+        ("\ufeff" + '{"request": "hi"}', "invalid_json"),  # a byte order mark: "decode using utf-8-sig"
+        ('{"request": "hi",}', "invalid_json"),
+        ('{"request": ' + "1" * 4_000 + "}", "invalid_input"),  # a number that parses, of the wrong type
+        ('{"request": "hi", "max_output_tokens": ' + "7" * 4_000 + "}", "invalid_input"),  # over the maximum: not echoed
+        ('{"request": "hi", "' + "k" * 3_000 + '": 1}', "invalid_input"),  # an unknown field's name is shown cut short
+        ('{"request": "hi", "model": "' + "m" * 3_000 + '"}', "unknown_model"),
+    ],
+    ids=["5000-digit number", "byte order mark", "trailing comma", "number as text", "huge max_output_tokens", "long field", "long model"],
+)
+def test_messages_are_bounded_in_the_products_words_and_never_echo_the_input(api: ApiClient, body: str, code: str) -> None:
+    answer = api.post("/api/estimate", body=body.encode(), headers={"content-type": "application/json"})
+    assert (answer.status, answer.error_code) == (400, code), answer.body
+    message = answer.json["error"]["message"]
+    assert len(message) <= 200, message
+    assert not any(word in message for word in PYTHON_WORDS), message
+    assert "9999999999" not in message and "7777777777" not in message and "1111111111" not in message, message
+
+
+def test_a_wrong_admin_body_is_described_in_the_products_words(api: ApiClient) -> None:
+    answer = api.post("/api/admin/pool/topup", json_body={"amount_sats": "5", "note": 7, "x": 1}, headers=ADMIN)
+    assert (answer.status, answer.error_code) == (400, "invalid_input")
+    assert (
+        answer.json["error"]["message"] == "'amount_sats' must be a whole number; 'note' must be text; 'x' is not a field of this request"
+    )
+
+
+@pytest.mark.parametrize(("amount", "status"), [(518.0, 200), (5e2, 200), (518.5, 400), ("518", 400), (True, 400)])
+def test_integral_floats_are_whole_numbers_as_json_schema_says(api: ApiClient, amount: object, status: int) -> None:
+    # Issue 14, the choice made: JSON has one number type and JSON Schema's integer is any number
+    # without a fraction, so 518.0 is 518; a fraction, a string or a boolean is refused.
+    answer = api.post("/api/admin/pool/topup", json_body={"amount_sats": amount}, headers=ADMIN)
+    assert answer.status == status, answer.body
+    if status == 200:
+        assert answer.json["amount_sats"] == int(amount)  # type: ignore[call-overload]
+        assert isinstance(answer.json["amount_sats"], int)

@@ -133,3 +133,12 @@ def test_functions_run_on_arm64_with_the_shared_layer(deployed: dict[str, Any]) 
         assert props["Architectures"] == ["arm64"] and props["Runtime"].startswith("python3.")
         assert any("SharedLayer" in json.dumps(layer) for layer in props["Layers"]), name
         assert props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_public_base_url_comes_from_a_parameter_or_api_gateways_own_domain(deployed: dict[str, Any]) -> None:
+    # Issue 14: the NIP-98 URL must come from configuration or from what API Gateway asserts. The
+    # template passes PublicBaseUrl to every function; empty by default, so requestContext.domainName is used.
+    template = yaml_parse(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    assert template["Parameters"]["PublicBaseUrl"]["Default"] == ""
+    for name, function in of_type(deployed, "AWS::Lambda::Function").items():
+        assert function["Properties"]["Environment"]["Variables"]["PUBLIC_BASE_URL"] == {"Ref": "PublicBaseUrl"}, name

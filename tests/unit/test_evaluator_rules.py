@@ -69,10 +69,16 @@ def test_an_unknown_model_is_400_listing_the_known_ones() -> None:
     assert "claude-haiku-4-5" in refused.details["known_models"]
 
 
-@pytest.mark.parametrize("cap", [0, -1, True, "10", 1.5, 10**9])
+@pytest.mark.parametrize("cap", [0, -1, True, "10", 1.5])
 def test_a_bad_output_cap_is_400(cap: object) -> None:
     refused = refusal("hello", "timmy-local", cap)
     assert (refused.status_code, refused.code) == (400, "invalid_max_output_tokens")
+
+
+@pytest.mark.parametrize("cap", [2_049, 10**9])
+def test_an_output_cap_over_the_models_own_is_413(cap: int) -> None:
+    refused = refusal("hello", "timmy-local", cap)  # timmy-local allows 1 to 2048: too large for this model
+    assert (refused.status_code, refused.code) == (413, "max_output_tokens_too_large")
 
 
 @pytest.mark.parametrize("text", ["please STEAL THE KEYS now", "ｓｔｅａｌ keys", "sudo rm -rf / --no-preserve-root"])

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from timmy.errors import TransactionCancelled
 
 BATCH_GET_MAX = 100
+TRANSACT_GET_MAX = 100  # DynamoDB's limit on one TransactGetItems
 
 # Fail fast inside a Lambda's 10 s: at most 2 attempts of (1 s connect + 3 s read), instead of
 # botocore's 60 s reads; a transaction answers in milliseconds when DynamoDB is well.
@@ -194,6 +195,36 @@ class DynamoStore:
             else:
                 request[key] = value
         return {kind: request}
+
+    def transact_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Up to 100 items read as one snapshot (TransactGetItems: serializable against write
+        transactions, so no transaction is seen half-applied across them). Missing items are absent.
+        Raises `TransactionCancelled` when a write transaction was in flight on one of them."""
+        unique = list(dict.fromkeys(keys))
+        if len(unique) > TRANSACT_GET_MAX:
+            raise ValueError(f"one snapshot holds at most {TRANSACT_GET_MAX} items, not {len(unique)}")
+        if not unique:
+            return {}
+        items = [{"Get": {"TableName": self.table_name, "Key": serialize_item({"pk": pk, "sk": sk})}} for pk, sk in unique]
+        try:
+            response = self.client.transact_get_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
+        except ClientError as error:
+            self.usage.add(error.response, writes=False)
+            if error.response["Error"]["Code"] == "TransactionCanceledException":
+                reasons = [
+                    r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])
+                ]
+                raise TransactionCancelled(reasons) from error
+            if error.response["Error"]["Code"] in ("TransactionConflictException", "TransactionInProgressException"):
+                raise TransactionCancelled(["TransactionConflict"]) from error
+            raise
+        self.usage.add(response, writes=False)
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for entry in response.get("Responses", []):
+            if entry.get("Item"):
+                item = deserialize_item(entry["Item"])
+                found[(item["pk"], item["sk"])] = item
+        return found
 
     # --- reads of many items -------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 In this order, so a caller learns the cheapest thing to fix first and no regex runs on text over the
 byte limit: the request is text and not blank (400), within `REQUEST_BYTES_MAX` (413); the model is
 in the catalogue (400, listing the known ones); the text matches none of `EVAL_DISALLOWED_PATTERNS`
-(422); then pricing quotes it, which checks `max_output_tokens` (400), the input-token limit and the
+(422); then pricing quotes it, which checks `max_output_tokens` (400; 413 over the model's own cap), the input-token limit and the
 context window (413). Patterns match case-insensitively against the NFKC form of the text, so
 full-width letters or ligatures do not slip past a rule; the refusal names the rule's number, not
 its pattern (an operator's list is not a guide to getting around it).

@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
-from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, Unprocessable
 from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
-from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit
+from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, require_sats, transfer_key
 from timmy.pubkey import PUBKEY_HEX_LENGTH, canonical_pubkey
 
@@ -83,6 +83,7 @@ class Reservation:
     day: str
     tier: str
     expires_at: float
+    reserved_at: float = 0.0  # when the hold was made, to the millisecond (0: unknown, settle by reading it)
 
     @classmethod
     def from_transfer(cls, transfer: Transfer) -> Reservation:
@@ -94,7 +95,33 @@ class Reservation:
             transfer.meta["day"],
             transfer.meta["tier"],
             transfer.expires_at or 0.0,
+            float(decimal_seconds(transfer.created_at)),
         )
+
+    def hold(self) -> Transfer:
+        """The pending transfer this reservation stands for, as it was written."""
+        meta = {"pubkey": self.pubkey, "request_hash": self.request_hash, "tier": self.tier, "day": self.day}
+        return Transfer(
+            self.transfer_id,
+            POOL,
+            OPERATOR_REVENUE,
+            self.amount_sats,
+            TransferCode.SUBSIDY,
+            TransferState.PENDING,
+            self.reserved_at,
+            meta=meta,
+        )
+
+    def expected(self) -> dict[str, Any]:
+        """What the stored hold must say for a settlement that did not read it to be this one's."""
+        return {
+            "debit_account_id": POOL,
+            "credit_account_id": OPERATOR_REVENUE,
+            "code": TransferCode.SUBSIDY.value,
+            "day": self.day,
+            "tier": self.tier,
+            "created_at": decimal_seconds(self.reserved_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -244,6 +271,13 @@ class FreeTierService:
         """
         caller = _caller(caller)
         require_sats(estimated_sats, "an estimate to reserve", minimum=1)
+        if (optimistic := self._reserve_optimistically(caller, request_hash, estimated_sats)) is not None:
+            held_now, replayed_now = optimistic
+            if replayed_now:
+                return self._held_decision(held_now, estimated_sats)
+            assert caller is not None
+            budget = self.settings.daily_budget_sats(caller.tier)
+            return decide_from(caller, estimated_sats, budget, 0, estimated_sats), held_now
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
             decision, held = self._decide(caller, estimated_sats, request_hash)
             if held is not None:
@@ -267,6 +301,8 @@ class FreeTierService:
         assert checked is not None
         caller = checked
         require_sats(amount_sats, "a partial grant", minimum=1)
+        if (optimistic := self._reserve_optimistically(caller, request_hash, amount_sats)) is not None:
+            return optimistic[0]
         for _attempt in range(RESERVE_ATTEMPTS_MAX):
             decision, held = self._decide(caller, amount_sats, request_hash)
             if held is not None:
@@ -277,6 +313,23 @@ class FreeTierService:
             if reservation is not None:
                 return reservation
         return None
+
+    def _reserve_optimistically(self, caller: Caller | None, request_hash: str, amount_sats: int) -> tuple[Reservation, bool] | None:
+        """The happy path in one round trip: hold all of `amount_sats` without reading first.
+
+        The transaction's own conditions are the decision: the pool's `available_sats >= amount`
+        and the day counter's `used_sats <= budget − amount` are exactly "the pool and today's
+        budget cover it" (free), and the hold's `attribute_not_exists` tells a replay or a twin.
+        Answers (the hold, whether it was there already), or None when a limit refused it (or it
+        cannot be free, or this is a cold start's first call, which reads to find the seed): then
+        decide on what is read, as before.
+        """
+        if not self._seeded or caller is None or caller.blocked:
+            return None
+        if not 0 < amount_sats <= self.settings.daily_budget_sats(caller.tier):
+            return None
+        reservation, replayed = self._try_reserve(caller, request_hash, amount_sats, amount_sats)
+        return None if reservation is None else (reservation, replayed)
 
     @staticmethod
     def _held_decision(held: Reservation, estimated_sats: int) -> tuple[Decision, Reservation]:
@@ -347,16 +400,46 @@ class FreeTierService:
 
     # --- settling holds ------------------------------------------------------------------
 
-    def record_grant(self, pubkey: str, request_hash: str, actual_absorbed: int, reserved_absorbed: int, paid_for: str = "") -> Grant:
+    def record_grant(
+        self,
+        pubkey: str,
+        request_hash: str,
+        actual_absorbed: int,
+        reserved_absorbed: int,
+        paid_for: str = "",
+        *,
+        reservation: Reservation | None = None,
+    ) -> Grant:
         """Post the hold for `actual_absorbed` ≤ `reserved_absorbed`; the rest returns to the pool
         and the day's budget in the same transaction, with the grant audit row (actual amount).
 
         Idempotent: a replay returns the first grant. Absorbing 0 releases the hold (a replay, or a
         hold the sweeper voided meanwhile, answers the same 0-sat grant).
+
+        With the `reservation` that `decide_and_reserve` (or `reserve_partial_grant`) answered, the
+        hold is settled without reading it first (one round trip): the transaction's conditions
+        check that the stored hold is that one and still pending. Any refusal (a replay, a hold
+        swept or settled meanwhile, a reservation that is not this hold's) is answered by reading,
+        exactly as without it.
         """
         require_sats(actual_absorbed, "the absorbed amount")
         require_sats(reserved_absorbed, "the reserved amount")
         transfer_id = subsidy_transfer_id(canonical_pubkey(pubkey), request_hash)
+        if reservation is not None and reservation.reserved_at and reservation.transfer_id == transfer_id:
+            if reservation.amount_sats != reserved_absorbed:
+                raise InvalidInput(f"the reservation holds {reservation.amount_sats} sats, not {reserved_absorbed}")
+            if not 0 <= actual_absorbed <= reserved_absorbed:
+                raise InvalidInput(f"the absorbed amount must be between 0 and the {reserved_absorbed} sats reserved")
+            hold = reservation.hold()
+            try:
+                if actual_absorbed == 0:
+                    if self._release(hold, expect=reservation.expected()):
+                        return self._grant(hold, 0)
+                else:
+                    self.ledger.commit(self._settlement(hold, actual_absorbed, None, paid_for, expect=reservation.expected()))
+                    return self._grant(hold, actual_absorbed)
+            except ConditionFailed:
+                pass  # resolved meanwhile, or not this hold: read it and answer as below
         items = self.ledger.read([transfer_key(transfer_id), account_key(POOL)])
         if transfer_key(transfer_id) not in items:
             raise NotFound(f"no reservation for request {request_hash}", code="reservation_not_found")
@@ -371,21 +454,27 @@ class FreeTierService:
             if not self._release(hold):  # resolved meanwhile: answer what happened to it
                 return self._settled(self.ledger.require_transfer(transfer_id), 0)
             return self._grant(hold, 0)
-        batch = self.ledger.batch()
-        batch.post(hold, actual_absorbed)
-        # The hold's own identity and day, never the caller's say.
-        holder, day = hold.meta["pubkey"], hold.meta["day"]
-        _move_budget(batch, holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed)
         pool_after = self._pool(items).posted_balance_sats - actual_absorbed
-        # Immutable: written once, in the transaction that posts the hold.
-        batch.put_once(transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
-        _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
         try:
-            self.ledger.commit(batch)
+            self.ledger.commit(self._settlement(hold, actual_absorbed, pool_after, paid_for))
         except ConditionFailed:
             # Another settlement (or the sweeper) resolved the hold first: answer what it did.
             return self._settled(self.ledger.require_transfer(transfer_id), actual_absorbed)
         return self._grant(hold, actual_absorbed)
+
+    def _settlement(
+        self, hold: Transfer, actual_absorbed: int, pool_after: int | None, paid_for: str, expect: dict[str, Any] | None = None
+    ) -> Batch:
+        """The batch that settles a hold: post it, move the budget back, the grant row, the stats."""
+        batch = self.ledger.batch()
+        batch.post(hold, actual_absorbed, expect=expect)
+        # The hold's own identity and day, never the caller's say.
+        holder, day = hold.meta["pubkey"], hold.meta["day"]
+        _move_budget(batch, holder, day, reserved=-hold.amount_sats, absorbed=actual_absorbed)
+        # Immutable: written once, in the transaction that posts the hold.
+        batch.put_once(hold.transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
+        _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
+        return batch
 
     def release_reservation(self, pubkey: str, request_hash: str) -> None:
         """Void the hold of work that failed: pool and budget get all of it back. Idempotent; a
@@ -423,10 +512,11 @@ class FreeTierService:
                 break
         return report
 
-    def _release(self, hold: Transfer) -> bool:
-        """Void one hold (and its budget share, for subsidies); False when it was already resolved."""
+    def _release(self, hold: Transfer, expect: dict[str, Any] | None = None) -> bool:
+        """Void one hold (and its budget share, for subsidies); False when it was already resolved
+        (or, with `expect`, is not the hold expected)."""
         batch = self.ledger.batch()
-        batch.void(hold)
+        batch.void(hold, expect=expect)
         if hold.code == TransferCode.SUBSIDY:
             pubkey, day = hold.meta["pubkey"], hold.meta["day"]
             _move_budget(batch, pubkey, day, reserved=-hold.amount_sats, absorbed=0)
@@ -452,7 +542,7 @@ class FreeTierService:
         return Grant(hold.transfer_id, hold.meta["pubkey"], hold.meta["request_hash"], hold.amount_sats, absorbed, hold.meta["day"])
 
     @staticmethod
-    def _grant_row(hold: Transfer, absorbed: int, pool_after: int, paid_for: str, now: float) -> dict[str, Any]:
+    def _grant_row(hold: Transfer, absorbed: int, pool_after: int | None, paid_for: str, now: float) -> dict[str, Any]:
         day = hold.meta["day"]
         item = {
             "pk": grants_partition(day),
@@ -468,8 +558,9 @@ class FreeTierService:
             "day": day,
             "reserved_at": iso(hold.created_at),
             "granted_at": iso(now),
-            "pool_balance_after_sats": pool_after,
         }
+        if pool_after is not None:  # known only when the settlement read the pool (not on the one-round-trip path)
+            item["pool_balance_after_sats"] = pool_after
         return item
 
     # --- reads for the routes ------------------------------------------------------------
@@ -521,7 +612,8 @@ def _move_budget(batch: Batch, pubkey: str, day: str, *, reserved: int, absorbed
     batch.bounded_counter(
         f"{pubkey}:{day}",
         budget_day_key(pubkey, day),
-        {"reserved_sats": reserved, "absorbed_sats": absorbed, "used_sats": reserved + absorbed},
+        # `version` counts the counter's updates: the live audit tells a quiet counter by it.
+        {"reserved_sats": reserved, "absorbed_sats": absorbed, "used_sats": reserved + absorbed, "version": 1},
         bound=None if budget_sats is None else ("used_sats", budget_sats),
         attributes=attributes,
     )
@@ -544,4 +636,4 @@ def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
             raise ValueError
         return key
     except (ValueError, TypeError):
-        raise InvalidInput("'cursor' is not a cursor this route gave out for this day", code="invalid_cursor") from None
+        raise Unprocessable("'cursor' is not a cursor this route gave out for this day", code="invalid_cursor") from None

@@ -12,13 +12,17 @@ from typing import Any
 import bech32
 from coincurve import PublicKeyXOnly
 
-from timmy.errors import InvalidInput
+from timmy.errors import InvalidInput, Unprocessable
 
 HEX32 = re.compile(r"\A[0-9a-f]{64}\Z")  # \Z: "$" would accept a trailing newline
 HEX64 = re.compile(r"\A[0-9a-f]{128}\Z")
 NPUB_PREFIX = "npub"
 NSEC_PREFIX = "nsec"
 BECH32_LENGTH_MAX = 90  # NIP-19 keys are 63 characters; bech32's own limit is 90
+# The form of a pubkey a client may send (the API's spec documents this pattern): 64 hex digits in
+# either case, or an npub (bech32: all lower or all upper case). Whether it names a key is checked after.
+PUBKEY_PATTERN = "^(?:[0-9a-fA-F]{64}|npub1[02-9ac-hj-np-z]{58}|NPUB1[02-9AC-HJ-NP-Z]{58})$"
+_PUBKEY_FORM = re.compile(PUBKEY_PATTERN)
 
 
 def event_serialization(pubkey: str, created_at: int, kind: int, tags: Sequence[Sequence[str]], content: str) -> bytes:
@@ -92,17 +96,18 @@ def npub_from_hex(pubkey_hex: str) -> str:
 def parse_pubkey(text: Any) -> str:
     """A public key given as 64 hex digits or as an `npub`, returned as lowercase hex.
 
-    Raises InvalidInput (400, `invalid_pubkey`) for anything else, including points off the curve.
+    Raises InvalidInput (400, `invalid_pubkey`) for anything not of PUBKEY_PATTERN's form, and
+    Unprocessable (422, `not_a_key`) for an npub whose checksum fails or a point off the curve.
     """
-    if not isinstance(text, str) or not text or len(text) > BECH32_LENGTH_MAX:
+    if not isinstance(text, str) or not _PUBKEY_FORM.fullmatch(text):
         raise InvalidInput("a pubkey is 64 hex digits or an npub", code="invalid_pubkey")
-    candidate = text.strip()
+    candidate = text
     if candidate.lower().startswith(NPUB_PREFIX + "1"):
-        decoded = decode_bech32_key(NPUB_PREFIX, candidate)  # bech32 refuses mixed case itself
+        decoded = decode_bech32_key(NPUB_PREFIX, candidate)
         if decoded is None:
-            raise InvalidInput("the npub does not decode (bad checksum or length)", code="invalid_pubkey")
+            raise Unprocessable("the npub does not decode: its checksum fails", code="not_a_key")
         candidate = decoded
     candidate = candidate.lower()
     if not valid_xonly_pubkey(candidate):
-        raise InvalidInput("a pubkey is 64 hex digits or an npub naming a secp256k1 point", code="invalid_pubkey")
+        raise Unprocessable("those 64 hex digits name no point on secp256k1: no identity has that key", code="not_a_key")
     return candidate

@@ -53,6 +53,7 @@ class Job:
     invoice_sats: int  # what the first invoice asked (0 on the free path)
     created_at: float
     refund_address: str | None = None
+    payer: str = ""  # whose unpaid jobs this counts against: the pubkey, or ip:<address> when anonymous
     base_url: str = ""  # where the caller reached Timmy: the webhook of a later (top-up) invoice
     invoice_hash: str | None = None
     topup_hash: str | None = None
@@ -87,6 +88,7 @@ class Job:
             "absorbed_sats": self.absorbed_sats,
             "charged_sats": self.charged_sats,
             "base_url": self.base_url,
+            "payer": self.payer,
             "created_at": Decimal(str(round(self.created_at, 3))),
         }
         for name in ("pubkey", "refund_address", "invoice_hash", "topup_hash", "result", "failure", "refund_payout_id"):
@@ -113,6 +115,7 @@ class Job:
             created_at=float(item["created_at"]),
             refund_address=item.get("refund_address"),
             base_url=item.get("base_url", ""),
+            payer=item.get("payer", ""),
             invoice_hash=item.get("invoice_hash"),
             topup_hash=item.get("topup_hash"),
             reserved_sats=int(item.get("reserved_sats", 0)),

@@ -21,16 +21,15 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
-from timmy.clock import Clock
+from timmy.clock import Clock, iso
 from timmy.config import Settings
-from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
 from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
 from timmy.identity.tiers import record_paid_action
-from timmy.jobs.model import FINAL, JOB_TRANSITIONS, Job, JobStatus, job_key
+from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
@@ -111,13 +110,17 @@ class Jobs:
         max_output_tokens: object,
         refund_address: str | None,
         base_url: str,
+        source: str = "",
     ) -> tuple[Job, InvoiceRecord | None]:
-        """Evaluate, decide, and either queue the work (free) or issue the invoice (partial, gate)."""
+        """Evaluate, decide, and either queue the work (free) or issue the invoice (partial, gate).
+        `source` (the client's address) counts an anonymous caller's unpaid jobs."""
         if refund_address is not None and not LIGHTNING_ADDRESS.match(refund_address.lower()):
             raise InvalidInput("refund_address must be a Lightning address, name@domain", code="invalid_refund_address")
         evaluation = self._evaluator().evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
         job_id = new_owner_id()
+        if caller is None and not source:
+            raise InvalidInput("an anonymous job needs the caller's address", code="invalid_input")
         if caller is not None and caller.pubkey:
             decision, reservation = self.free_tier.decide_and_reserve(caller, estimate.sats, job_id)
         else:
@@ -137,6 +140,7 @@ class Jobs:
             created_at=self.clock.now(),
             refund_address=refund_address.lower() if refund_address else None,
             base_url=base_url,
+            payer=caller.pubkey if caller else f"ip:{source}",
         )
         batch = self.ledger.batch()
         if reservation is not None and reservation.amount_sats >= estimate.sats:
@@ -154,7 +158,15 @@ class Jobs:
         job = replace(job, invoice_hash=invoice.payment_hash)
         self.invoices.add(batch, invoice)
         batch.put_once(f"job:{job_id}", job.item())
-        self.ledger.commit(batch)
+        _count_unpaid(batch, job, +1, self.settings.max_unpaid_jobs)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if failed.ids(Limit.BOUND):
+                raise RateLimited(
+                    f"you have {self.settings.max_unpaid_jobs} unpaid jobs open; pay or let them expire first", code="too_many_unpaid_jobs"
+                ) from None
+            raise
         return job, invoice
 
     # --- the invoice owner (settlement's dispatch) -----------------------------------------
@@ -205,7 +217,8 @@ class Jobs:
 
     def _start(self, job: Job, held: int) -> None:
         batch = self.ledger.batch()
-        self._move(batch, job, JobStatus.EXECUTING, reserved_sats=held, started_at=Decimal(str(round(batch.now, 3))))
+        self._move(batch, job, JobStatus.EXECUTING, reserved_sats=held)
+        _count_unpaid(batch, job, -1)
         try:
             self.ledger.commit(batch)
         except ConditionFailed:
@@ -222,6 +235,7 @@ class Jobs:
             return
         batch = self.ledger.batch()
         self._move(batch, job, JobStatus.EXPIRED)
+        _count_unpaid(batch, job, -1)
         try:
             self.ledger.commit(batch)
         except ConditionFailed:
@@ -309,10 +323,22 @@ class Jobs:
     def _move(self, batch: Batch, job: Job, to: JobStatus, **changes: Any) -> None:
         set_ = {name: value for name, value in changes.items() if value is not None}
         remove: tuple[str, ...] = () if to is JobStatus.EXECUTING else INDEX_ATTRIBUTES
-        if to is JobStatus.EXECUTING:
-            item = replace(job, status=to).item()
-            set_ |= {"gsi1pk": item["gsi1pk"], "gsi1sk": item["gsi1sk"]}
+        if to is JobStatus.EXECUTING:  # listed for the sweeper from the moment the work may start
+            set_ |= {"gsi1pk": JOBS_RUNNING_PARTITION, "gsi1sk": f"{iso(batch.now)}#{job.job_id}"}
         batch.transition(f"job:{job.job_id}", job_key(job.job_id), sources_of(JOB_TRANSITIONS, to), to.value, set_=set_, remove=remove)
+
+    def sweep(self, limit: int = 100) -> int:
+        """Fail the jobs whose work never finished (its messages dead-lettered, the worker killed
+        every time): nothing charged, holds released, what was paid refundable. Answers how many."""
+        cutoff = self.clock.now() - self.settings.job_stuck_seconds
+        items, _ = self.store.query(JOBS_RUNNING_PARTITION, index="gsi1", sk_max=f"{iso(cutoff)}#\uffff", limit=limit)
+        failed = 0
+        for item in items:
+            job = self.get(item["job_id"])  # the index may lag: read the row itself
+            if job is not None and job.status is JobStatus.EXECUTING:
+                self.fail(job, "the work did not finish in time")
+                failed += 1
+        return failed
 
     # --- refunds ---------------------------------------------------------------------------
 
@@ -407,6 +433,13 @@ class Jobs:
         if job.failure:
             answer["failure"] = job.failure
         return answer
+
+
+def _count_unpaid(batch: Batch, job: Job, delta: int, bound: int | None = None) -> None:
+    """The payer's open unpaid jobs (economic DoS: each costs writes and an invoice), bounded on
+    creation, moved back in the transaction that takes a job out of the unpaid states."""
+    key = (f"UNPAID_JOBS#{job.payer}", "UNPAID_JOBS")
+    batch.bounded_counter(f"unpaid:{job.payer}", key, {"open": delta}, bound=("open", bound) if bound is not None else None)
 
 
 def _subsidy_id(job: Job) -> str:

@@ -4,12 +4,17 @@ test that touches the ledger."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from timmy.ledger.model import Account, Transfer, TransferCode, TransferState, must_not_overdraw
+from timmy.errors import TransactionCancelled
+from timmy.ledger.model import Account, Transfer, TransferCode, TransferState, account_key, must_not_overdraw
+
+TRANSACT_GET_MAX = 100  # DynamoDB's limit on one TransactGetItems
 
 OFFENDERS_SHOWN_MAX = 20
 
@@ -20,14 +25,22 @@ class Check:
     ok: bool
     detail: str
     offending_ids: list[str] = field(default_factory=list)
+    unsettled_ids: list[str] = field(default_factory=list)  # suspects a live audit could neither confirm nor clear
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "offending_ids": self.offending_ids[:OFFENDERS_SHOWN_MAX]}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "offending_ids": self.offending_ids[:OFFENDERS_SHOWN_MAX],
+            "unsettled_ids": self.unsettled_ids[:OFFENDERS_SHOWN_MAX],
+        }
 
 
 @dataclass
 class AuditReport:
     checks: list[Check]
+    recheck: Recheck | None = None  # what a live audit re-read after a torn first scan
 
     @property
     def ok(self) -> bool:
@@ -37,7 +50,11 @@ class AuditReport:
         return [check.name for check in self.checks if not check.ok]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [check.as_dict() for check in self.checks]}
+        return {
+            "ok": self.ok,
+            "checks": [check.as_dict() for check in self.checks],
+            "recheck": self.recheck.as_dict() if self.recheck else None,
+        }
 
 
 def _check(name: str, offenders: list[str], good: str, bad: str) -> Check:
@@ -203,24 +220,155 @@ def _applied_once(transfers: list[Transfer]) -> Check:
     return _check("applied_once", offenders, "no transfer id, payment hash or refund is applied twice", "movements applied more than once")
 
 
-AUDIT_SCANS_MAX = 3
+# --- the live audit ------------------------------------------------------------------------
+
+RECHECK_ROUNDS_MAX = 5
+RECHECK_PAUSE_SECONDS = 0.02
+SNAPSHOT_ATTEMPTS_MAX = 5
+# The checks that relate items one transaction writes together: a scan (read page by page, not a
+# snapshot) that a transaction lands in the middle of can fail them with no corruption at all.
+# The other checks read one item at a time (or immutable facts), so a scan cannot tear them.
+TORN_SENSITIVE = ("balanced", "accounts_match_transfers", "daily_budgets", "grants_match_subsidies")
 
 
-def audit_store(store: Any, scans_max: int = AUDIT_SCANS_MAX) -> AuditReport:
-    """`audit` over a consistent scan of the store's table.
+@dataclass
+class Recheck:
+    """What the live audit re-read after a first scan failed, and what came of each suspect
+    (`<check>:<id>`): confirmed (corrupt), cleared (the scan was torn by live traffic), or unsettled
+    (it changed in every re-check, so neither could be shown)."""
 
-    A scan reads page by page, so a transaction that lands between two pages can look like
-    corruption; under live traffic the scan is repeated, and a check fails only if it failed in
-    every scan (real corruption stays put; a passing write does not).
+    suspects: list[str] = field(default_factory=list)
+    rounds: int = 0
+    confirmed: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rounds": self.rounds,
+            "suspects": self.suspects[:OFFENDERS_SHOWN_MAX],
+            "confirmed": self.confirmed[:OFFENDERS_SHOWN_MAX],
+            "cleared": self.cleared[:OFFENDERS_SHOWN_MAX],
+            "unsettled": self.unsettled[:OFFENDERS_SHOWN_MAX],
+            "counts": {name: len(getattr(self, name)) for name in ("suspects", "confirmed", "cleared", "unsettled")},
+        }
+
+
+def audit_store(
+    store: Any,
+    rounds_max: int = RECHECK_ROUNDS_MAX,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AuditReport:
+    """`audit` over a consistent scan of the store's table, safe to run on a live system.
+
+    A scan reads page by page, so a transaction landing between two pages can look like
+    corruption. When the first scan fails a check that can be torn that way, only its suspects are
+    re-checked, each until it holds still:
+
+    - an account or an identity's day counter (`accounts_match_transfers`, `daily_budgets`): read
+      consistently before and after a fresh scan; when all three copies are the same (every update
+      bumps its `version`, so "the same" means no transaction touched it meanwhile), every transfer
+      that moves it was also still, and the fresh scan's verdict on it is exact;
+    - a grant (`grants_match_subsidies`): a hold and its grant row are written once, together, so
+      a fresh scan after the one that was torn sees both or neither: its verdict is exact;
+    - `balanced`: every account in one TransactGetItems snapshot (serializable against write
+      transactions), complete when the fresh scan finds no account the snapshot missed.
+
+    A check fails only for confirmed suspects; a suspect that moved in every round is `unsettled`
+    (reported, not failed: run the audit again when traffic is lower). `report.recheck` says what
+    was re-read and what came of it.
     """
-    reports = []
-    for _scan in range(scans_max):
-        report = audit(store.scan())
-        if report.ok:
-            return report
-        reports.append(report)
-    checks = []
-    for index, last in enumerate(reports[-1].checks):
-        passed = next((r.checks[index] for r in reports if r.checks[index].ok), None)
-        checks.append(passed or last)
-    return AuditReport(checks)
+    items = list(store.scan())
+    report = audit(items)
+    if report.ok:
+        return report
+    checks = {check.name: check for check in report.checks}
+    recheck = Recheck()
+    suspects: dict[str, dict[str, tuple[str, str] | None]] = {}
+    for name in TORN_SENSITIVE:
+        check = checks[name]
+        if not check.ok:
+            suspects[name] = {offender: _suspect_key(name, offender) for offender in check.offending_ids}
+            recheck.suspects += [f"{name}:{offender}" for offender in check.offending_ids]
+    if "balanced" in suspects:
+        suspects["balanced"] = {"all accounts": None}
+    known_accounts = {(i["pk"], i["sk"]) for i in items if i.get("type") == "account" and "pk" in i and "sk" in i}
+    confirmed: dict[str, list[str]] = {name: [] for name in suspects}
+    for round_ in range(rounds_max):
+        if not any(suspects.values()):
+            break
+        if round_:
+            sleep(random.uniform(0, RECHECK_PAUSE_SECONDS * 2**round_))
+        keys = [key for ids in suspects.values() for key in ids.values() if key is not None]
+        snapshot = _snapshot(store, sorted(known_accounts)) if suspects.get("balanced") else None
+        before = store.batch_get(keys) if keys else {}
+        scanned = list(store.scan())
+        after = store.batch_get(keys) if keys else {}
+        recheck.rounds += 1
+        by_key = {(i["pk"], i["sk"]): i for i in scanned if "pk" in i and "sk" in i}
+        fresh = {check.name: set(check.offending_ids) for check in audit(scanned).checks}
+        for name, ids in suspects.items():
+            for offender, key in list(ids.items()):
+                if name == "balanced":
+                    accounts_now = {k for k, i in by_key.items() if i.get("type") == "account"}
+                    if snapshot is None or not accounts_now <= known_accounts:
+                        known_accounts |= accounts_now  # an account the snapshot missed: again, with it
+                        continue
+                    balanced = _balanced(_accounts(snapshot.values()))
+                    still_bad = not balanced.ok
+                    if still_bad:  # name the sums, as the first scan did
+                        del ids[offender]
+                        confirmed[name] += balanced.offending_ids
+                        recheck.confirmed += [f"{name}:{o}" for o in balanced.offending_ids]
+                        continue
+                elif name == "grants_match_subsidies":
+                    still_bad = offender in fresh[name]
+                else:
+                    assert key is not None
+                    if not before.get(key) == after.get(key) == by_key.get(key):
+                        continue  # it moved during the re-check: again
+                    still_bad = offender in fresh[name]
+                del ids[offender]
+                if still_bad:
+                    confirmed[name].append(offender)
+                    recheck.confirmed.append(f"{name}:{offender}")
+                else:
+                    recheck.cleared.append(f"{name}:{offender}")
+    for name, ids in suspects.items():
+        recheck.unsettled += [f"{name}:{offender}" for offender in ids]
+        checks[name] = _rechecked(checks[name], confirmed[name], sorted(ids))
+    return AuditReport([checks[check.name] for check in report.checks], recheck)
+
+
+def _suspect_key(name: str, offender: str) -> tuple[str, str] | None:
+    """The item a suspect's verdict hangs on: an account, or an identity's day counter."""
+    if name == "accounts_match_transfers":
+        return account_key(offender)
+    if name == "daily_budgets":
+        pubkey, day = offender.rsplit(":", 1)
+        return f"IDENTITY#{pubkey}", f"DAY#{day}"  # free_tier.service.budget_day_key's layout
+    return None
+
+
+def _snapshot(store: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """The items as one snapshot, or None (too many for one, or write transactions kept conflicting)."""
+    if len(keys) > TRANSACT_GET_MAX:
+        return None
+    for attempt in range(SNAPSHOT_ATTEMPTS_MAX):
+        try:
+            return dict(store.transact_get(keys))
+        except TransactionCancelled:
+            time.sleep(random.uniform(0, RECHECK_PAUSE_SECONDS * 2**attempt))
+    return None
+
+
+def _accounts(items: Iterable[dict[str, Any]]) -> dict[str, Account]:
+    return {item["account_id"]: Account.from_item(item, item["account_id"]) for item in items if "account_id" in item}
+
+
+def _rechecked(first: Check, confirmed: list[str], unsettled: list[str]) -> Check:
+    """A torn-sensitive check after its re-check: failed by confirmed offenders only."""
+    detail = first.detail if confirmed else "no corruption confirmed: a first scan torn by live traffic was re-checked"
+    if unsettled:
+        detail += f"; {len(unsettled)} still changing in every re-check, not confirmed either way: run the audit again"
+    return Check(first.name, not confirmed, detail, sorted(confirmed), unsettled)

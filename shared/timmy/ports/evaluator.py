@@ -3,8 +3,8 @@
 Runs before any write or invoice (`POST /api/jobs`, session requests). An accepted request comes
 back as an `Evaluation` carrying the estimate (from `PricingService.estimate_request_cost`, the one
 pricing entry); a refused one raises `EvaluationRefused`, a domain error whose status the HTTP
-layer maps once: 400 (empty or not text, unknown model, bad `max_output_tokens`), 413 (over the
-byte, token or context-window limits) or 422 (the content is disallowed). A missing BTC price is
+layer maps once: 400 (empty or not text, unknown model, `max_output_tokens` not 1 or more), 413 (over
+the byte, token or context-window limits, or `max_output_tokens` over the model's own cap) or 422 (the content is disallowed). A missing BTC price is
 not a refusal: pricing's 503 `Unavailable` passes through.
 
 Adapters: `adapters/evaluator_rules.py` (`RulesEvaluator`, the default).
@@ -21,7 +21,7 @@ from timmy.pricing.service import Estimate
 
 
 class RefusalReason(StrEnum):
-    INVALID = "invalid"  # 400: empty, not text, unknown model, bad max_output_tokens
+    INVALID = "invalid"  # 400: empty, not text, unknown model, max_output_tokens < 1 or not a whole number
     TOO_LARGE = "too_large"  # 413
     DISALLOWED = "disallowed"  # 422
 

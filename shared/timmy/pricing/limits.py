@@ -54,10 +54,15 @@ class RequestLimits:
                 f"'max_output_tokens' must be a whole number from 1 to {model.max_output_tokens} for {model.name}",
                 code="invalid_max_output_tokens",
             )
-        if not 1 <= max_output_tokens <= model.max_output_tokens:
+        if max_output_tokens < 1:
             raise InvalidInput(
-                f"'max_output_tokens' is {max_output_tokens}; {model.name} allows 1 to {model.max_output_tokens}",
-                code="invalid_max_output_tokens",
+                f"'max_output_tokens' must be 1 to {model.max_output_tokens} for {model.name}", code="invalid_max_output_tokens"
+            )
+        if max_output_tokens > model.max_output_tokens:
+            # Too large for this model (as the context window is): a 413, the limit depends on the model chosen.
+            raise PayloadTooLarge(
+                f"'max_output_tokens' is over {model.name}'s maximum: it allows 1 to {model.max_output_tokens}",
+                code="max_output_tokens_too_large",
             )
         return max_output_tokens
 

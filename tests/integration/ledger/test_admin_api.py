@@ -56,9 +56,12 @@ def test_grants_lists_a_days_rows_page_by_page(api: ApiClient, services: Service
     assert {g["request_hash"] for g in first["grants"] + second["grants"]} == {"r0", "r1", "r2"}
     assert api.get("/api/admin/grants?day=2020-01-01", headers=ADMIN).json["grants"] == []
     foreign = base64.urlsafe_b64encode(json.dumps({"pk": "ACCOUNT#pool", "sk": "ACCOUNT"}).encode()).decode()
-    for bad in ("day=yesterday", "day=2026-02-30", "cursor=%%%", f"cursor={foreign}", "limit=0", "limit=9999"):
+    for bad in ("day=yesterday", "day=2026-02-30", "day=", "limit=0", "limit=9999"):
         answer = api.get(f"/api/admin/grants?{bad}", headers=ADMIN)
         assert answer.status == 400 and "error" in answer.json, bad
+    for never_given_out in ("cursor=%%%", f"cursor={foreign}"):  # a string, as the spec says, but no cursor of ours
+        answer = api.get(f"/api/admin/grants?{never_given_out}", headers=ADMIN)
+        assert (answer.status, answer.error_code) == (422, "invalid_cursor"), never_given_out
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import Settings
 from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
 from timmy.ledger import Ledger
 from timmy.ledger.invariants import audit_store
@@ -39,6 +40,7 @@ class Model:
     seeded: bool = False
     pool_posted: int = 0
     holds: dict[str, tuple[Caller, int]] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)  # what the service answered for each hold
     absorbed: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -83,6 +85,7 @@ class PoolMachine(RuleBasedStateMachine):
         if expected == estimate:
             assert decision.serve == "free" and reservation is not None and reservation.amount_sats == estimate
             self.model.holds[request] = (caller, estimate)
+            self.model.reservations[request] = reservation
         else:
             assert reservation is None
             assert decision.serve == ("partial" if expected else "gate")
@@ -94,8 +97,9 @@ class PoolMachine(RuleBasedStateMachine):
         request = self._next_request()
         reservation = self.service.reserve_partial_grant(caller, request, amount)
         assert (reservation.amount_sats if reservation else 0) == expected
-        if expected:
+        if reservation is not None:
             self.model.holds[request] = (caller, expected)
+            self.model.reservations[request] = reservation
 
     @rule(data=st.data())
     def record(self, data: st.DataObject) -> None:
@@ -104,7 +108,10 @@ class PoolMachine(RuleBasedStateMachine):
         request = data.draw(st.sampled_from(sorted(self.model.holds)))
         caller, amount = self.model.holds.pop(request)
         actual = data.draw(st.integers(0, amount))
-        self.service.record_grant(caller.pubkey, request, actual, amount)
+        in_hand = data.draw(st.booleans())  # settle with the reservation (no read) or by request hash
+        reservation = self.model.reservations[request] if in_hand else None
+        grant = self.service.record_grant(caller.pubkey, request, actual, amount, reservation=reservation)
+        assert (grant.reserved_sats, grant.absorbed_sats) == (amount, actual)
         self.model.pool_posted -= actual
         self.model.absorbed[caller.pubkey] = self.model.absorbed.get(caller.pubkey, 0) + actual
 

@@ -97,13 +97,32 @@ def test_the_u_tag_carries_the_public_base_url_when_configured(
     assert (status, body["error"]["code"]) == (401, "nip98_url_mismatch")
 
 
-def test_x_forwarded_proto_gives_the_scheme(handlers: dict[str, Any], fixed_services: Services, clock: FixedClock) -> None:
+def test_the_domain_api_gateway_asserts_gives_the_url_over_https(
+    handlers: dict[str, Any], fixed_services: Services, clock: FixedClock
+) -> None:
     keys = Keys.generate()
     header = keys.nip98_header("https://api.example.com/api/identity/me", "GET", created_at=int(clock.now()))
-    event = http_event("GET", "/api/identity/me", headers={"authorization": header, "x-forwarded-proto": "https"})
+    event = http_event("GET", "/api/identity/me", headers={"authorization": header, "x-forwarded-proto": "http"})
     event["requestContext"]["domainName"] = "api.example.com"
     status, body = invoke(handlers["identity"], event)
     assert status == 200, body
+
+
+def test_an_event_signed_for_another_service_is_refused_whatever_host_and_proto_say(
+    handlers: dict[str, Any], fixed_services: Services, clock: FixedClock
+) -> None:
+    # Issue 14: with PUBLIC_BASE_URL unset, Host and X-Forwarded-Proto (written by the client) made
+    # the expected URL, so an event signed for another service was accepted here.
+    keys = Keys.generate()
+    header = keys.nip98_header("https://other-service.example" + TOKEN_PATH, "POST", created_at=int(clock.now()))
+    spoofed = {"authorization": header, "host": "other-service.example", "x-forwarded-proto": "https"}
+    status, body = invoke(handlers["identity"], http_event("POST", TOKEN_PATH, headers=spoofed))
+    assert (status, body["error"]["code"]) == (401, "nip98_url_mismatch")
+    # As in AWS: API Gateway's own domain in requestContext, the client's headers saying otherwise.
+    event = http_event("POST", TOKEN_PATH, headers=spoofed)
+    event["requestContext"]["domainName"] = "abc123.execute-api.us-east-1.amazonaws.com"
+    status, body = invoke(handlers["identity"], event)
+    assert (status, body["error"]["code"]) == (401, "nip98_url_mismatch")
 
 
 def test_bad_tokens_are_401_and_never_anonymous(

@@ -4,11 +4,15 @@ The ledger's invariants are checked after every test (the `table_name` fixture).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
+from timmy.adapters.lnurl_pay import LnurlPayResolver
+from timmy.identity.signer import Keys
 from timmy.ledger.model import POOL, escrow_account
 from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
 from timmy.pricing.service import TokenUsage
@@ -158,3 +162,62 @@ def test_refunds_before_the_job_is_final_or_of_nothing_are_refused(lab: Lab) -> 
     assert (early.status, early.error_code) == (409, "job_not_final")
     assert lab.api.get("/api/jobs/" + "0" * 32).status == 404
     assert lab.api.get("/api/jobs/not-a-job").status == 404
+
+
+def test_anonymous_unpaid_jobs_are_capped_and_an_expired_one_frees_its_place(lab: Lab) -> None:
+    cap = lab.services.settings.max_unpaid_jobs
+    created = [lab.api.post("/api/jobs", json_body=BODY) for _ in range(cap)]
+    assert [c.status for c in created] == [201] * cap
+    refused = lab.api.post("/api/jobs", json_body=BODY)
+    assert (refused.status, refused.error_code) == (429, "too_many_unpaid_jobs")
+    lab.pay_and_settle(created[0].json["invoice"]["payment_hash"])  # a paid job no longer counts
+    assert lab.api.post("/api/jobs", json_body=BODY).status == 201
+    assert lab.api.post("/api/jobs", json_body=BODY).status == 429
+    # Another identity has its own allowance.
+    assert lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, Keys.generate().pubkey, "new")).status == 201
+
+
+def test_a_job_whose_work_never_finishes_is_failed_by_the_sweeper_and_refundable(lab: Lab) -> None:
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    lab.node.settle(created.json["invoice"]["payment_hash"])
+    lab.services.invoices.settle(created.json["invoice"]["payment_hash"])  # booked; the work message is never run
+    assert job(lab, created.json["job_id"])["status"] == "executing"
+    assert lab.services.jobs.sweep() == 0  # not stuck yet
+    lab.clock.advance(lab.services.settings.job_stuck_seconds + 1)
+    assert lab.services.jobs.sweep() == 1
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "failed" and done["charged_sats"] == 0
+    assert done["refundable_sats"] == created.json["invoice"]["amount_sats"]
+    lab.run_work()  # the late message finds the job final: nothing happens
+    assert job(lab, created.json["job_id"])["status"] == "failed"
+
+
+@pytest.fixture
+def lnurl(lab: Lab) -> Iterator[FakeLnurlServer]:
+    server = FakeLnurlServer()
+    lab.services.__dict__["refund_resolver"] = LnurlPayResolver(5.0, allow_local=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_refund_address_is_paid_automatically_when_the_job_settles(lab: Lab, lnurl: FakeLnurlServer) -> None:
+    created = lab.api.post("/api/jobs", json_body={**BODY, "refund_address": lnurl.address("alice")})
+    assert created.status == 201, created.body
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["refund_status"] == "paid" and done["refundable_sats"] == 0
+    assert done["receipt"]["refunded_sats"] == done["receipt"]["paid_sats"] - done["charged_sats"] > 0
+    assert len(lab.node.listing()["payouts"]) == 1
+
+
+def test_an_unreachable_refund_address_leaves_the_refund_claimable(lab: Lab, lnurl: FakeLnurlServer) -> None:
+    lnurl.mode = "server_error"
+    created = lab.api.post("/api/jobs", json_body={**BODY, "refund_address": lnurl.address("bob")})
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["refund_status"] == "claimable" and done["refundable_sats"] > 0
+    wallet = lab.node.wallet_invoice(done["refundable_sats"])
+    claimed = lab.api.post(f"/api/jobs/{done['job_id']}/refund", json_body={"invoice": wallet.bolt11})
+    assert claimed.status == 200 and claimed.json["payout"]["status"] == "paid"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from coincurve import PrivateKey
 
-from timmy.errors import InvalidInput
-from timmy.identity.nostr import decode_bech32_key, event_id, npub_from_hex, parse_pubkey, verify_schnorr
+from timmy.errors import InvalidInput, Unprocessable
+from timmy.identity.nostr import PUBKEY_PATTERN, decode_bech32_key, event_id, npub_from_hex, parse_pubkey, verify_schnorr
 from timmy.identity.signer import Keys
+
+NOSTR_PUBKEY_FORM = re.compile(PUBKEY_PATTERN)
 
 # bitcoin/bips bip-0340/test-vectors.csv: (secret key, public key, aux_rand, message, signature)
 BIP340_SIGNING = [
@@ -136,17 +140,31 @@ def test_nip19_nsec_vector() -> None:
     "bad",
     [
         "",
-        "npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptt",  # checksum
         "nsec1vl029mgpspedva04g90vltkh6fvh240zqtv9k0t9af8935ke9laqsnlfe5",  # wrong prefix
         "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4",  # 63 digits
-        "eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34",  # not on the curve
+        " 7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4",  # a space: not the spec's form
         "Npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptg",  # mixed case
         "x" * 500,
         None,
         42,
     ],
 )
-def test_parse_pubkey_refuses_anything_else(bad: object) -> None:
+def test_parse_pubkey_refuses_anything_not_of_the_form_as_400(bad: object) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_pubkey(bad)
     assert caught.value.code == "invalid_pubkey"
+    assert NOSTR_PUBKEY_FORM.fullmatch(bad) is None if isinstance(bad, str) else True
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "npub10elfcs4fr0l0r8af98jlmgdh9c8tcxjvz9qkw038js35mp4dma8qzvjptt",  # checksum
+        "eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34",  # not on the curve
+    ],
+)
+def test_parse_pubkey_refuses_a_well_formed_non_key_as_422(bad: str) -> None:
+    assert NOSTR_PUBKEY_FORM.fullmatch(bad)  # the spec's pattern takes it: only the key check can refuse it
+    with pytest.raises(Unprocessable) as caught:
+        parse_pubkey(bad)
+    assert (caught.value.status_code, caught.value.code) == (422, "not_a_key")

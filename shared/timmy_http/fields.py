@@ -1,0 +1,39 @@
+"""Field types the HTTP models share, each defined once: what the spec says and what the server
+takes come from the same annotation.
+
+Whole numbers: JSON has one number type, and JSON Schema's `integer` is any number without a
+fraction, so `518.0` is the integer 518 (accepted as 518); `518.5`, `"518"` and `true` are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, StrictInt
+from pydantic_core import PydanticCustomError
+
+
+def _integral(value: Any) -> Any:
+    """An integral float (`518.0`, `5e2`) as the int it equals; anything else as it came."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+INTEGRAL = BeforeValidator(_integral)
+"""Put last in `Annotated[StrictInt, Field(ge=…), INTEGRAL]`: bounds given before it reach the spec as
+minimum/maximum (given after, pydantic could only document them under names JSON Schema does not know)."""
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise PydanticCustomError("not_null", "may be left out but not null")
+    return value
+
+
+NOT_NULL = BeforeValidator(_not_null)
+"""On an optional field (`Annotated[X | None, NOT_NULL] = None`): absent is None, an explicit null is
+refused, so a schema without `null` (what `WithJsonSchema` or `not_null_schema` says) is the truth."""
+
+WholeNumber = Annotated[StrictInt, INTEGRAL]
+"""A JSON integer: an int, or a float without a fraction (never a string or a boolean)."""

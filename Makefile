@@ -13,7 +13,7 @@ JAR := node_modules/amplify-dynamodb-simulator/emulator/DynamoDBLocal.jar
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONPATH := $(CURDIR):$(CURDIR)/shared
 
-.PHONY: install run test lint typecheck validate unit bench clean
+.PHONY: install run test lint typecheck validate build deploy unit bench clean
 
 install: $(DEPS_STAMP) $(JAR) $(SAM_STAMP) $(LNBITS_STAMP)
 
@@ -49,6 +49,16 @@ typecheck: $(DEPS_STAMP)
 
 validate: $(SAM_STAMP)
 	@SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
+# sam build needs the template's runtime (python3.12) on PATH: local.runtime finds it (PATH or pyenv) or says what is missing.
+# samconfig.toml holds the answers of the first `sam deploy --guided`; later deploys reuse them.
+SAM_WITH_RUNTIME = bin=$$($(PY) -m local.runtime --bin-dir) && PATH="$$bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+
+build: $(DEPS_STAMP) $(SAM_STAMP)
+	@$(SAM_WITH_RUNTIME) build --template template.yaml
+
+deploy: build
+	@$(SAM_WITH_RUNTIME) deploy $(if $(wildcard samconfig.toml),,--guided)
 
 unit: $(DEPS_STAMP) $(JAR) $(LNBITS_STAMP)
 	@$(PY) -m pytest

@@ -2,7 +2,8 @@
 
 Starts the same parts `make run` does (in memory, free ports), warms each route once (the cold
 start, timed), then times sequential requests over one keep-alive connection, then 32 concurrent
-clients (BENCH_CLIENTS) against execution environments that grow up to 32.
+clients (BENCH_CLIENTS) against execution environments that grow up to 32; last, what hot reload's
+change detection costs.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def percentile(samples: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def timed(port: int, path: str, count: int) -> list[float]:
-    connection = HTTPConnection("127.0.0.1", port, timeout=30)
+def timed(port: int, path: str, count: int, timeout: float = 30) -> list[float]:
+    connection = HTTPConnection("127.0.0.1", port, timeout=timeout)
     samples = []
     for _ in range(count):
         started = time.perf_counter()
@@ -40,6 +41,23 @@ def timed(port: int, path: str, count: int) -> list[float]:
             raise SystemExit(f"GET {path} answered {response.status}")
     connection.close()
     return samples
+
+
+def print_change_detection() -> None:
+    """What hot reload's change detection costs: one scan, in the watcher thread, never per request."""
+    from local.environments import WATCH_INTERVAL_SECONDS
+    from local.handlers import _code_fingerprint, _python_files
+
+    files = sum(1 for _ in _python_files())
+    scans = 200
+    started = time.perf_counter()
+    for _ in range(scans):
+        _code_fingerprint()
+    scan_ms = (time.perf_counter() - started) * 1000 / scans
+    print(
+        f"change detection: one scan of {files} .py files {scan_ms:.2f} ms, in the watcher thread every {WATCH_INTERVAL_SECONDS} s"
+        f" ({scan_ms / (WATCH_INTERVAL_SECONDS * 1000) * 100:.2f} % of a core), not on the request path"
+    )
 
 
 def main() -> None:
@@ -86,8 +104,15 @@ def main() -> None:
             )
         path = routes[-1]
         per_client = max(1, REQUESTS // CLIENTS)
-        with ThreadPoolExecutor(CLIENTS) as clients:  # a first round cold-starts the environments
-            list(clients.map(lambda _: timed(gateway.port, path, 2), range(CLIENTS)))
+        # A first round cold-starts the environments, a few at once (one per core): slow on a small machine.
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CLIENTS) as clients:
+            list(clients.map(lambda _: timed(gateway.port, path, 2, timeout=300), range(CLIENTS)))
+        pool = loader.pools["EstimateFunction"]
+        print(
+            f"GET {path:<14} warm-up of {CLIENTS} concurrent clients: {pool.cold_starts} cold starts in {time.perf_counter() - started:.1f} s"
+            f" (at most {loader.cold_starts_at_once} at once; last init {pool.last_init_ms:.0f} ms)"
+        )
         started = time.perf_counter()
         with ThreadPoolExecutor(CLIENTS) as clients:
             batches = list(clients.map(lambda _: timed(gateway.port, path, per_client), range(CLIENTS)))
@@ -99,6 +124,7 @@ def main() -> None:
         )
         gateway.stop()
         loader.stop()
+        print_change_detection()
     finally:
         sqs.stop()
         dynamodb.stop()

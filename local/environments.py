@@ -4,7 +4,8 @@ A function has a pool of environments. An environment is a `python -m local.envi
 that imports the function once (its cold start) and then serves one event at a time, warm. The pool
 grows on demand up to a cap (the function's `ReservedConcurrentExecutions`, else
 `TIMMY_LOCAL_CONCURRENCY`), and environments idle longer than `TIMMY_LOCAL_IDLE_SECONDS` are
-retired. An event that finds every environment busy at the cap waits up to
+retired. Cold starts run at most one per core at once (`TIMMY_LOCAL_COLD_STARTS`), across functions, so
+each init is timed as if it had its own CPU, as in Lambda. An event that finds every environment busy at the cap waits up to
 `TIMMY_LOCAL_THROTTLE_SECONDS`, then is throttled (`Throttled`). An invocation past the function's
 `Timeout` is killed with its environment (`InvocationTimeout`). A code change under functions/ or
 shared/ (checked by a watcher thread, not per request) retires every warm environment.
@@ -57,29 +58,32 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
-def choose_python() -> tuple[str, str]:
-    """The template's runtime (python3.12) when it is on PATH and can import the dependencies,
-    else the venv's Python; and a sentence saying which, for the start-up banner."""
-    import shutil
-    import sysconfig
+def _cold_start_slots_default() -> int:
+    """Cold starts at once, over every function: one per core. In Lambda each environment has its own
+    CPU; here 32 imports at once on 2 cores take 16 times as long each and overrun the init limit."""
+    return max(2, os.cpu_count() or 2)
 
-    wanted = "python3.12"
+
+def choose_python() -> tuple[str, str]:
+    """The template's runtime (python3.12) when the venv is built on it, else the venv's Python; and a
+    sentence saying which, for the start-up banner. Another interpreter cannot use the venv: its
+    native wheels (pydantic-core, coincurve) are built for the venv's version."""
+    from local.runtime import find_runtime, template_runtime
+
+    wanted = template_runtime()
     current = f"python{sys.version_info.major}.{sys.version_info.minor}"
     if current == wanted:
         return sys.executable, f"environments run on {wanted} (the template's runtime)"
-    found = shutil.which(wanted)
-    if found is None:
-        return sys.executable, f"{wanted} (the template's runtime) is not on PATH: environments run on {current}, the venv's Python"
-    probe = subprocess.run(
-        [found, "-c", "import aws_lambda_powertools, pydantic, boto3"],
-        env={**os.environ, "PYTHONPATH": _pythonpath(found, sysconfig.get_paths()["purelib"])},
-        capture_output=True,
-        timeout=60,
-        check=False,
+    runtime = find_runtime(wanted)
+    if runtime is None:
+        return (
+            sys.executable,
+            f"{wanted} (the template's runtime) is not on PATH nor under pyenv: environments run on {current}, the venv's Python",
+        )
+    return sys.executable, (
+        f"{wanted} (the template's runtime) is at {runtime}, but the venv is built on {current} (its native wheels load on that"
+        f" version only): environments run on {current}; a venv made with {wanted} runs them on the template's runtime"
     )
-    if probe.returncode == 0:
-        return found, f"environments run on {wanted} (the template's runtime)"
-    return sys.executable, f"{wanted} cannot import the venv's dependencies (built for {current}): environments run on {current}"
 
 
 def _pythonpath(python: str, site_packages: str | None = None) -> str:
@@ -195,8 +199,18 @@ class Environment:
 class FunctionPool:
     """The environments of one function."""
 
-    def __init__(self, spec: FunctionSpec, *, cap: int, python: str, throttle_seconds: float, idle_seconds: float):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        cap: int,
+        python: str,
+        throttle_seconds: float,
+        idle_seconds: float,
+        cold_start_slots: threading.Semaphore | None = None,
+    ):
         self.spec, self.cap, self.python = spec, cap, python
+        self.cold_start_slots = cold_start_slots or threading.Semaphore(_cold_start_slots_default())
         self.throttle_seconds, self.idle_seconds = throttle_seconds, idle_seconds
         self.generation = 0
         self.idle: list[Environment] = []  # most recently used last
@@ -240,8 +254,9 @@ class FunctionPool:
                     raise Throttled(f"{self.spec.logical_id} has {self.cap} environments, all busy")
                 self._cond.wait(remaining)
         try:
-            environment = Environment(self.spec, self.python, generation)
-            self.last_init_ms = environment.wait_ready()
+            with self.cold_start_slots:  # the init limit then times this init alone, not the queue of them
+                environment = Environment(self.spec, self.python, generation)
+                self.last_init_ms = environment.wait_ready()
             self.cold_starts += 1
             return environment
         except BaseException:
@@ -310,6 +325,8 @@ class ExecutionEnvironments:
             throttle_seconds if throttle_seconds is not None else _env_float("TIMMY_LOCAL_THROTTLE_SECONDS", THROTTLE_SECONDS_DEFAULT)
         )
         self.idle_seconds = idle_seconds if idle_seconds is not None else _env_float("TIMMY_LOCAL_IDLE_SECONDS", IDLE_SECONDS_DEFAULT)
+        self.cold_starts_at_once = int(os.environ.get("TIMMY_LOCAL_COLD_STARTS") or _cold_start_slots_default())
+        slots = threading.Semaphore(self.cold_starts_at_once)
         self.pools = {
             logical_id: FunctionPool(
                 spec,
@@ -317,6 +334,7 @@ class ExecutionEnvironments:
                 python=self.python,
                 throttle_seconds=throttle,
                 idle_seconds=self.idle_seconds,
+                cold_start_slots=slots,
             )
             for logical_id, spec in self.specs.items()
         }
@@ -391,13 +409,17 @@ def _serve(fd: int, description: dict[str, Any]) -> int:
         return 1
     send({"ready": True, "init_ms": (time.perf_counter() - started) * 1000})
     delay_file = os.environ.get(DELAY_FILE_VARIABLE)
-    for line in reader:
-        event = json.loads(line)["event"]
-        if delay_file and os.path.exists(delay_file):
-            time.sleep(float(Path(delay_file).read_text() or 0))
-        try:
-            send({"result": handler(event, LambdaContext(spec))})
-        except Exception as error:
-            traceback.print_exc(file=sys.stderr)
-            send({"error": type(error).__name__, "message": str(error)})
+    try:
+        for line in reader:
+            event = json.loads(line)["event"]
+            if delay_file and os.path.exists(delay_file):
+                time.sleep(float(Path(delay_file).read_text() or 0))
+            try:
+                result = {"result": handler(event, LambdaContext(spec))}
+            except Exception as error:
+                traceback.print_exc(file=sys.stderr)
+                result = {"error": type(error).__name__, "message": str(error)}
+            send(result)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the parent is gone (it stopped, or killed this environment's socket): the end, not an error
     return 0

@@ -8,6 +8,7 @@ handler raised) to come back after the visibility timeout, and to the DLQ after 
 from __future__ import annotations
 
 import base64
+import math
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 RECEIVE_MAX = 10  # SQS's own limit per ReceiveMessage
 WAIT_SECONDS = 1  # long-poll length: also how long stop() may wait for a thread
+GATHER_POLL_SECONDS = 0.05  # within a batching window, how often the queue is asked again
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
@@ -107,6 +109,7 @@ class Poller:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.batches = 0
+        self._visibility: dict[str, float] = {}  # queue logical id -> VisibilityTimeout seconds
 
     def start(self) -> Poller:
         for mapping in self.mappings:
@@ -163,22 +166,35 @@ class Poller:
             )
         return len(records)
 
+    def _window(self, mapping: EventSourceMapping, client: Any) -> float:
+        """The batching window, but under half the queue's visibility timeout: else a message could
+        come back (and count a receive) while its own batch is still gathering. AWS asks for a
+        visibility timeout well above the window anyway; tests shorten it to 1 s."""
+        if mapping.queue not in self._visibility:
+            attributes = client.get_queue_attributes(QueueUrl=self.sqs.queue_urls[mapping.queue], AttributeNames=["VisibilityTimeout"])
+            self._visibility[mapping.queue] = float(attributes["Attributes"]["VisibilityTimeout"])
+        return min(mapping.batching_window_seconds, self._visibility[mapping.queue] / 2)
+
     def _receive(self, mapping: EventSourceMapping, client: Any) -> list[dict[str, Any]]:
-        """Up to batch_size messages; waits up to the batching window to fill a batch."""
+        """Up to batch_size messages. As Lambda does, the batching window opens with the first
+        message and the batch goes when it is full or the window has passed (window 0: at once)."""
         url = self.sqs.queue_urls[mapping.queue]
-        messages: list[dict[str, Any]] = []
-        deadline = time.monotonic() + mapping.batching_window_seconds
-        while len(messages) < mapping.batch_size and not self._stop.is_set():
-            wait = WAIT_SECONDS if not messages else max(0, min(WAIT_SECONDS, int(deadline - time.monotonic())))
+        messages: dict[str, dict[str, Any]] = {}  # by message id: one that came back meanwhile counts once
+        deadline = math.inf
+        while len(messages) < mapping.batch_size and not self._stop.is_set() and time.monotonic() < deadline:
             response = client.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=min(RECEIVE_MAX, mapping.batch_size - len(messages)),
-                WaitTimeSeconds=wait,
+                WaitTimeSeconds=WAIT_SECONDS if not messages else 0,  # SQS waits whole seconds: within the window, poll
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
             received = response.get("Messages") or []
-            messages.extend(received)
-            if not received or time.monotonic() >= deadline:
-                break
-        return messages
+            if received and not messages:
+                deadline = time.monotonic() + self._window(mapping, client)
+            messages.update((m["MessageId"], m) for m in received)
+            if not messages:
+                break  # an empty long poll: the caller asks again
+            if not received:
+                self._stop.wait(min(GATHER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        return list(messages.values())

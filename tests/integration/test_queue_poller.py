@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -124,3 +125,49 @@ def test_unknown_and_malformed_messages_fail() -> None:
     with pytest.raises(messages.MalformedMessage):
         messages.parse("[1]")
     messages.dispatch("work", messages.parse('{"type": "ping"}'))
+
+
+def test_the_batching_window_gathers_a_batch_as_lambda_does(sqs: LocalSQS) -> None:
+    """The window opens with the first message: later ones join the same invocation; the batch goes
+    when the window has passed, or at once when it is full; a window of 0 delivers at once."""
+    client = sqs.client()
+    url = sqs.queue_urls["SettlementQueue"]
+    loader = HandlerLoader(watch=False)
+    mapping = next(m for m in mappings_from(loader) if m.queue == "SettlementQueue")
+    assert mapping.batching_window_seconds == 1 and mapping.batch_size == 10  # template.yaml
+    batches: list[list[str]] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        batches.append([r["body"] for r in event["Records"]])
+        return {"batchItemFailures": []}
+
+    client.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})  # as in AWS: far above the window
+    poller = Poller(sqs, loader, invoke=invoke, mappings=[mapping])
+    client.send_message(QueueUrl=url, MessageBody="first")
+    later = threading.Timer(0.3, lambda: client.send_message_batch(QueueUrl=url, Entries=[{"Id": i, "MessageBody": i} for i in "ab"]))
+    later.start()
+    started = time.monotonic()
+    assert poller.poll_once(mapping, client) == 3
+    took = time.monotonic() - started
+    later.join()
+    assert sorted(batches[0]) == ["a", "b", "first"] and 0.9 <= took < 1.6  # one invocation, after the window
+
+    client.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
+    started = time.monotonic()
+    delivered = 0
+    while delivered < 10:
+        delivered += poller.poll_once(mapping, client)
+    assert time.monotonic() - started < 0.8 and sum(len(b) for b in batches[1:]) == 10  # full: no wait for the window
+
+    client.send_message(QueueUrl=url, MessageBody="alone")
+    started = time.monotonic()
+    assert poller.poll_once(replace(mapping, batching_window_seconds=0), client) == 1
+    assert time.monotonic() - started < 0.5 and batches[-1] == ["alone"]
+
+    # A visibility timeout of 1 s (the tests' own): the window shrinks to half of it, so a message
+    # cannot come back and count a second receive while its own batch is still gathering.
+    client.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "1"})
+    client.send_message(QueueUrl=url, MessageBody="short")
+    started = time.monotonic()
+    assert Poller(sqs, loader, invoke=invoke, mappings=[mapping]).poll_once(mapping, client) == 1
+    assert 0.4 <= time.monotonic() - started < 0.9 and batches[-1] == ["short"]

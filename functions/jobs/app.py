@@ -7,26 +7,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from timmy.payments.model import PayoutRecord
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText, invoice_view
+from timmy_http.fields import RefundAddress
 from timmy_http.idempotency import idempotent
 from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
-
-
-# timmy.jobs.service's LIGHTNING_ADDRESS, in either case (the service lower-cases first).
-REFUND_ADDRESS_SCHEMA = {
-    "type": "string",
-    "maxLength": 320,
-    "pattern": "^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$",
-    "description": "a Lightning address (name@domain): refunds are paid to it",
-}
 
 
 class JobBody(BaseModel):
@@ -36,7 +28,7 @@ class JobBody(BaseModel):
     request: RequestText
     model: ModelName | None = None
     max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
-    refund_address: Annotated[StrictStr, WithJsonSchema(REFUND_ADDRESS_SCHEMA)] | None = None
+    refund_address: RefundAddress | None = None
 
 
 class RefundBody(BaseModel):

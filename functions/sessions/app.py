@@ -10,39 +10,46 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from timmy.config import get_settings
+from timmy.payments.invoices import SATS_MAX
 from timmy.payments.model import PayoutRecord
 from timmy.sessions.service import TOKEN_PREFIX, Session
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import invoice_view
+from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText, invoice_view
+from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
+from timmy_http.openapi import errors
 from timmy_http.services import services
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]
+_SESSION_SATS_MAX = maximum_from_settings(lambda: min(get_settings().session_max_sats, SATS_MAX))
+SessionSats = Annotated[StrictInt, Field(ge=1), INTEGRAL]
 
 
 class SessionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_sats: StrictInt = Field(ge=1, description="the first payment into the balance, 1 … SESSION_MAX_SATS")
-    refund_address: StrictStr | None = Field(
-        default=None, max_length=320, description="a Lightning address: the balance is paid to it on close"
+    amount_sats: SessionSats = Field(
+        description="the first payment into the balance, 1 … SESSION_MAX_SATS", json_schema_extra=_SESSION_SATS_MAX
     )
+    refund_address: RefundAddress | None = None
 
 
 class TopupBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount_sats: StrictInt = Field(ge=1, description="sats to add, 1 … SESSION_MAX_SATS")
+    amount_sats: SessionSats = Field(description="sats to add, 1 … SESSION_MAX_SATS", json_schema_extra=_SESSION_SATS_MAX)
 
 
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request: StrictStr = Field(min_length=1, description="the work to do")
-    model: StrictStr | None = Field(default=None, description="a catalogue model; the default model when absent")
-    max_output_tokens: StrictInt | None = Field(default=None, description="completion cap, 1 … the model's maximum")
+    # The same fields as the estimate's, defined once (timmy_http.estimate).
+    request: RequestText
+    model: ModelName | None = None
+    max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
 
 
 class CloseBody(BaseModel):
@@ -75,6 +82,7 @@ _AUTH = {401: {"description": "the session token is missing or not this session'
         400: {"description": "invalid input"},
         401: {"description": "bad identity credentials"},
     },
+    openapi_extensions=errors(409),
 )
 def create_session(body: Annotated[SessionBody, Body()]) -> Any:
     caller = optional_caller(app)

@@ -20,7 +20,7 @@ from timmy.payments.donations import NOTE_CHARS_MAX, Donation
 from timmy.payments.invoices import SATS_MAX
 from timmy.payments.model import InvoiceRecord
 from timmy.pricing.catalogue import default_catalogue
-from timmy_http.fields import INTEGRAL
+from timmy_http.fields import INTEGRAL, maximum_from_settings
 from timmy_http.services import services
 
 # The fields of both estimate routes, defined once: the query of GET and the body of POST.
@@ -79,9 +79,7 @@ class EstimateAnswer(BaseModel):
     identity: IdentityView | None = Field(default=None, description="present when the request carried a valid identity")
 
 
-def _donation_maximum(schema: dict[str, Any]) -> None:
-    """The spec's maximum of a donation: the configured DONATION_MAX_SATS (read when the spec is built)."""
-    schema["maximum"] = min(get_settings().donation_max_sats, SATS_MAX)
+_donation_maximum = maximum_from_settings(lambda: min(get_settings().donation_max_sats, SATS_MAX))
 
 
 class DonationBody(BaseModel):

@@ -7,9 +7,10 @@ fraction, so `518.0` is the integer 518 (accepted as 518); `518.5`, `"518"` and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, StrictInt
+from pydantic import BeforeValidator, StrictInt, StrictStr, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 
@@ -37,3 +38,24 @@ refused, so a schema without `null` (what `WithJsonSchema` or `not_null_schema` 
 
 WholeNumber = Annotated[StrictInt, INTEGRAL]
 """A JSON integer: an int, or a float without a fraction (never a string or a boolean)."""
+
+
+# A Lightning address (name@domain) for refunds: timmy's LIGHTNING_ADDRESS (jobs, sessions) in either
+# case, as the services lower-case it first; `invalid_refund_address` otherwise.
+REFUND_ADDRESS_SCHEMA = {
+    "type": "string",
+    "maxLength": 320,
+    "pattern": "^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$",
+    "description": "a Lightning address (name@domain): refunds are paid to it",
+}
+RefundAddress = Annotated[StrictStr, WithJsonSchema(REFUND_ADDRESS_SCHEMA)]
+
+
+def maximum_from_settings(read: Callable[[], int]) -> Callable[[dict[str, Any]], None]:
+    """A field's `json_schema_extra` giving the spec the maximum a setting allows (read when the spec
+    is built, so it says what this deployment refuses)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["maximum"] = read()
+
+    return extra

@@ -4,7 +4,7 @@ top-ups and close. Every route but the creation needs the session's token (`X-Se
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -12,15 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from timmy.config import get_settings
 from timmy.payments.invoices import SATS_MAX
-from timmy.payments.model import PayoutRecord
 from timmy.sessions.service import TOKEN_PREFIX, Session
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText, invoice_view
+from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
+from timmy_http.invoices import invoice_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from timmy.payments.model import PayoutRecord
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]

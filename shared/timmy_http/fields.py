@@ -40,12 +40,16 @@ WholeNumber = Annotated[StrictInt, INTEGRAL]
 """A JSON integer: an int, or a float without a fraction (never a string or a boolean)."""
 
 
-# A Lightning address (name@domain) for refunds: timmy's LIGHTNING_ADDRESS (jobs, sessions) in either
-# case, as the services lower-case it first; `invalid_refund_address` otherwise.
+# A Lightning address (name@domain) for refunds, as timmy.ports.lnurl.parse_lightning_address takes
+# it (in either case: it lower-cases first): LUD-16's name alphabet; a DNS name of two labels or
+# more, none starting or ending with a hyphen, the last not all digits (no IP literal, no port, no
+# bare `localhost`). `invalid_refund_address` otherwise.
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LAST_LABEL = "([0-9]{0,61}[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[0-9]{1,61}-[A-Za-z0-9-]{0,60}[A-Za-z0-9])"
 REFUND_ADDRESS_SCHEMA = {
     "type": "string",
     "maxLength": 320,
-    "pattern": "^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$",
+    "pattern": f"^[A-Za-z0-9._+-]{{1,64}}@({_LABEL}\\.)+{_LAST_LABEL}$",
     "description": "a Lightning address (name@domain): refunds are paid to it",
 }
 RefundAddress = Annotated[StrictStr, WithJsonSchema(REFUND_ADDRESS_SCHEMA)]

@@ -22,6 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     invoices = svc.invoices.sweep()
     payouts = svc.payouts.sweep()
     jobs_failed = svc.jobs.sweep()
+    sessions_closed = svc.sessions.sweep_idle()
     counts = {
         "reservations_voided": holds.voided,
         "invoices_booked": invoices.booked,
@@ -29,6 +30,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
         "payouts_succeeded": payouts.succeeded,
         "payouts_failed": payouts.failed,
         "jobs_failed": jobs_failed,
+        "idle_sessions_closed": sessions_closed,
     }
     for name, value in counts.items():
         metrics.add_metric(name="".join(part.capitalize() for part in name.split("_")), unit="Count", value=value)

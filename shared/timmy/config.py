@@ -138,6 +138,10 @@ class Settings(BaseModel):
     payout_unknown_grace_seconds: int = Field(default=600, gt=0)  # a payout the backend never saw is failed after this
     max_unpaid_jobs: int = Field(default=10, ge=1)  # open unpaid jobs per identity (or per address when anonymous); 429 beyond
     job_stuck_seconds: int = Field(default=1_500, gt=0)  # an executing job older than this is failed by the sweeper
+    session_max_sats: int = Field(default=1_000_000, ge=1)  # the largest session payment or top-up
+    session_hold_ttl_seconds: int = Field(default=300, gt=0)  # a request's hold on its session: longer than any request
+    session_close_wait_seconds: float = Field(default=5.0, ge=0)  # how long a close waits for in-flight requests
+    session_idle_seconds: int = Field(default=3_600, gt=0)  # idle sessions with a refund address are closed by the sweeper
     lightning_api_key: str = ""  # plain (local stack and tests); AWS: lightning_api_key_secret_name
     lnbits_url: str = ""  # LNbits' base URL (LIGHTNING_BACKEND=lnbits); the key is its wallet's admin key
     lnbits_timeout_seconds: float = Field(default=10.0, gt=0)  # per call; above LNbits' 5 s pay wait

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from timmy.ports.queue import Queue
     from timmy.ports.store import Store
     from timmy.pricing.service import PricingService
+    from timmy.sessions.service import Sessions
     from timmy.telemetry import Telemetry
 
 
@@ -165,7 +166,7 @@ class Services:
 
     def invoice_owner(self, kind: str) -> InvoiceOwner | None:
         """The one dispatch point from a paid (or expired) invoice to what it was for."""
-        owners: dict[str, Any] = {"donation": lambda: self.donations, "job": lambda: self.jobs}
+        owners: dict[str, Any] = {"donation": lambda: self.donations, "job": lambda: self.jobs, "session": lambda: self.sessions}
         found = owners.get(kind)
         return None if found is None else found()
 
@@ -214,6 +215,25 @@ class Services:
             self.invoices,
             lambda: self.payouts,
             self.work_queue,
+            self.clock,
+            self.settings,
+            refund_resolver=lambda: self.refund_resolver,
+        )
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        from timmy.sessions.service import Sessions
+
+        return Sessions(
+            self.store,
+            self.ledger,
+            self.free_tier,
+            self.pricing,
+            lambda: self.evaluator,
+            lambda: self.executor,
+            self.invoices,
+            lambda: self.payouts,
+            self.identity.caller,
             self.clock,
             self.settings,
             refund_resolver=lambda: self.refund_resolver,

@@ -1,0 +1,163 @@
+"""The session routes (contract section 5): a prepaid balance, synchronous requests held on it,
+top-ups and close. Every route but the creation needs the session's token (`X-Session-Token`, or
+`Authorization: Bearer st_…`). The use case is `timmy.sessions.service.Sessions`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from timmy.payments.model import PayoutRecord
+from timmy.sessions.service import TOKEN_PREFIX, Session
+from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.caller import optional_caller, public_base_url
+from timmy_http.estimate import invoice_view
+from timmy_http.idempotency import idempotent
+from timmy_http.services import services
+
+app = create_app()
+SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]
+
+
+class SessionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_sats: StrictInt = Field(ge=1, description="the first payment into the balance, 1 … SESSION_MAX_SATS")
+    refund_address: StrictStr | None = Field(
+        default=None, max_length=320, description="a Lightning address: the balance is paid to it on close"
+    )
+
+
+class TopupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_sats: StrictInt = Field(ge=1, description="sats to add, 1 … SESSION_MAX_SATS")
+
+
+class RequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request: StrictStr = Field(min_length=1, description="the work to do")
+    model: StrictStr | None = Field(default=None, description="a catalogue model; the default model when absent")
+    max_output_tokens: StrictInt | None = Field(default=None, description="completion cap, 1 … the model's maximum")
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice: StrictStr | None = Field(default=None, min_length=1, max_length=2000, description="a BOLT11 invoice for exactly the balance")
+
+
+def _session(session_id: str) -> Session:
+    headers = app.current_event.headers
+    token = headers.get("x-session-token")
+    if token is None:
+        scheme, _, value = (headers.get("authorization") or "").partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" and value.strip().startswith(TOKEN_PREFIX) else None
+    return services().sessions.authorize(session_id, token)
+
+
+def _json(status: int, body: dict[str, Any]) -> Any:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+_AUTH = {401: {"description": "the session token is missing or not this session's (invalid_session_token)"}}
+
+
+@app.post(
+    "/api/sessions",
+    summary="Open a session: a token (shown once) and the invoice of its first payment",
+    responses={
+        201: {"description": "awaiting_payment: pay the invoice"},
+        400: {"description": "invalid input"},
+        401: {"description": "bad identity credentials"},
+    },
+)
+def create_session(body: Annotated[SessionBody, Body()]) -> Any:
+    caller = optional_caller(app)
+
+    def compute() -> Any:
+        sessions = services().sessions
+        session, token, invoice = sessions.create(caller, body.amount_sats, body.refund_address, public_base_url(app))
+        return _json(201, {**sessions.view(session), "session_token": token, "invoice": invoice_view(invoice)})
+
+    return idempotent(app, "sessions", compute)
+
+
+@app.get("/api/sessions/<session_id>", summary="A session's status, balance, holds and totals", responses=_AUTH)
+def get_session(session_id: SessionId) -> dict[str, Any]:
+    return services().sessions.view(_session(session_id))
+
+
+@app.post(
+    "/api/sessions/<session_id>/topup",
+    summary="An invoice that adds to the balance",
+    responses={201: {"description": "the invoice"}, 409: {"description": "the session is closed"}, **_AUTH},
+)
+def topup_session(session_id: SessionId, body: Annotated[TopupBody, Body()]) -> Any:
+    session = _session(session_id)
+
+    def compute() -> Any:
+        invoice = services().sessions.topup(session, body.amount_sats)
+        return _json(201, {"session_id": session.session_id, "invoice": invoice_view(invoice)})
+
+    return idempotent(app, f"session-topup:{session.session_id}", compute)
+
+
+@app.post(
+    "/api/sessions/<session_id>/request",
+    summary="Run a request on the session: held, worked, reconciled; the result and what it cost",
+    responses={
+        200: {"description": "the result, charged_sats, absorbed_sats, free_tier, balance_sats"},
+        402: {"description": "the balance cannot hold the estimate (insufficient_balance, with the shortfall)"},
+        409: {"description": "the session is not active"},
+        413: {"description": "the request is over the size or token limits"},
+        422: {"description": "the evaluator rejected the request"},
+        503: {"description": "the work failed (nothing charged) or a dependency is unavailable"},
+        **_AUTH,
+    },
+)
+def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()]) -> Any:
+    session = _session(session_id)
+
+    def compute() -> Any:
+        outcome = services().sessions.request(session, body.request, body.model, body.max_output_tokens)
+        return _json(
+            200,
+            {
+                "result": outcome.result,
+                "charged_sats": outcome.charged_sats,
+                "absorbed_sats": outcome.absorbed_sats,
+                "free_tier": outcome.free_tier,
+                "balance_sats": outcome.balance_sats,
+            },
+        )
+
+    return idempotent(app, f"session-request:{session.session_id}", compute)
+
+
+@app.post(
+    "/api/sessions/<session_id>/close",
+    summary="Close the session: the remaining balance paid out once (to the invoice, or the refund address)",
+    responses={
+        200: {"description": "closed; the payout when there was a balance"},
+        400: {"description": "no invoice (and no refund address), or an invoice not for exactly the balance"},
+        409: {"description": "requests are still running (requests_in_flight), or the invoice was used before"},
+        **_AUTH,
+    },
+)
+def close_session(session_id: SessionId, body: Annotated[CloseBody, Body()]) -> dict[str, Any]:
+    session = _session(session_id)
+    view, payout = services().sessions.close(session, body.invoice)
+    return {**view, "payout": _payout(payout) if payout else None}
+
+
+def _payout(payout: PayoutRecord) -> dict[str, Any]:
+    status = {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
+    return {"payout_id": payout.payout_id, "status": status, "amount_sats": payout.amount_sats, "payment_hash": payout.payment_hash}
+
+
+lambda_handler = lambda_handler_for(app)

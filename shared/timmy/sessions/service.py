@@ -1,0 +1,418 @@
+"""The session use case: a prepaid balance (`session:<id>`, never overdrawn) that synchronous
+requests are held on, topped up by invoices and paid out once on close.
+
+A request: evaluate → decide (the bound identity's tier) → **free**: pool and budget reserved
+(`decide_and_reserve`); **partial** or **gate**: the whole estimate held on the balance, in a
+transaction that also requires the session to be `active` (no hold after a close began) — `402`
+when the balance cannot hold it → the work → reconcile: the grant for what the pool absorbs
+(partial: `reserve_partial_grant` for `min(actual, absorb_sats)`, after the work), the rest charged
+from the hold, the remainder released, the pool credited its share, the paid history appended.
+Work that fails or comes back empty releases everything. Holds expire
+(`SESSION_HOLD_TTL_SECONDS`, longer than any request), so the sweeper frees those of a request
+whose process died, and a close is never blocked for ever by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from timmy.clock import Clock, iso
+from timmy.config import Settings
+from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
+from timmy.free_tier import FreeTierService
+from timmy.identity.caller import Caller
+from timmy.identity.tiers import record_paid_action
+from timmy.ledger import Ledger
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit
+from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
+from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
+from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord
+from timmy.payments.payouts import Payouts
+from timmy.ports.evaluator import Evaluator
+from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.store import Store
+from timmy.pricing.service import PricingService
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "st_"
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+CLOSE_POLL_SECONDS = 0.1
+IDLE_PARTITION = "SESSIONS_IDLE"
+
+
+def session_key(session_id: str) -> tuple[str, str]:
+    return f"SESSION#{session_id}", "SESSION"
+
+
+def totals_key(session_id: str) -> tuple[str, str]:
+    return f"SESSION#{session_id}", "TOTALS"
+
+
+@dataclass(frozen=True)
+class Session:
+    session_id: str
+    status: str
+    token_hash: str
+    pubkey: str | None
+    refund_address: str | None
+    created_at: float
+    base_url: str
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    result: str
+    charged_sats: int
+    absorbed_sats: int
+    free_tier: dict[str, Any]
+    balance_sats: int
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Sessions(OwnerDefaults):
+    kind = "session"
+
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        free_tier: FreeTierService,
+        pricing: PricingService,
+        evaluator: Callable[[], Evaluator],
+        executor: Callable[[], Executor],
+        invoices: Invoices,
+        payouts: Callable[[], Payouts],
+        caller_of: Callable[[str], Caller],
+        clock: Clock,
+        settings: Settings,
+        refund_resolver: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.store = store
+        self.ledger = ledger
+        self.free_tier = free_tier
+        self.pricing = pricing
+        self._evaluator = evaluator
+        self._executor = executor
+        self.invoices = invoices
+        self._payouts = payouts
+        self._caller_of = caller_of
+        self.clock = clock
+        self.settings = settings
+        self._refund_resolver = refund_resolver
+        self._sleep = sleep
+
+    # --- reads and the token ---------------------------------------------------------------
+
+    def authorize(self, session_id: str, token: str | None) -> Session:
+        """The session, when `token` is its own; a 401 otherwise (never saying whether it exists)."""
+        item = self.store.get(*session_key(session_id)) if isinstance(session_id, str) and SESSION_ID.match(session_id) else None
+        given = _hash_token(token) if isinstance(token, str) and token.startswith(TOKEN_PREFIX) else ""
+        if item is None or not hmac.compare_digest(str(item["token_hash"]), given):
+            raise Unauthorized("send this session's token: 'X-Session-Token: st_…'", code="invalid_session_token")
+        return Session(
+            session_id=item["session_id"],
+            status=item["state"],
+            token_hash=item["token_hash"],
+            pubkey=item.get("pubkey"),
+            refund_address=item.get("refund_address"),
+            created_at=float(item["created_at"]),
+            base_url=item.get("base_url", ""),
+        )
+
+    def view(self, session: Session) -> dict[str, Any]:
+        account = self.ledger.account(session_account(session.session_id))
+        totals = self.store.get(*totals_key(session.session_id)) or {}
+        return {
+            "session_id": session.session_id,
+            "status": session.status,
+            "balance_sats": account.posted_balance_sats,
+            "held_sats": account.debits_pending,
+            "available_sats": account.computed_available_sats,
+            "pubkey": session.pubkey,
+            "refund_address": session.refund_address,
+            "totals": {
+                name: int(totals.get(name, 0)) for name in ("topped_up_sats", "charged_sats", "absorbed_sats", "refunded_sats", "requests")
+            },
+        }
+
+    # --- creating and topping up -------------------------------------------------------------
+
+    def create(
+        self, caller: Caller | None, amount_sats: object, refund_address: str | None, base_url: str
+    ) -> tuple[Session, str, InvoiceRecord]:
+        from timmy.jobs.service import LIGHTNING_ADDRESS
+
+        amount = check_amount(amount_sats, self.settings.session_max_sats, "amount_sats")
+        if refund_address is not None and not LIGHTNING_ADDRESS.match(refund_address.lower()):
+            raise InvalidInput("refund_address must be a Lightning address, name@domain", code="invalid_refund_address")
+        session_id, token = new_owner_id(), TOKEN_PREFIX + secrets.token_hex(32)
+        invoice = self.invoices.issue(self.kind, session_id, amount, f"Timmy: session {session_id}", base_url)
+        batch = self.ledger.batch()
+        self.invoices.add(batch, invoice)
+        row: dict[str, Any] = {
+            "pk": session_key(session_id)[0],
+            "sk": session_key(session_id)[1],
+            "type": "session",
+            "session_id": session_id,
+            "state": "awaiting_payment",
+            "token_hash": _hash_token(token),
+            "created_at": _seconds(batch.now),
+            "last_used_at": _seconds(batch.now),
+            "base_url": base_url,
+        }
+        if caller is not None:
+            row["pubkey"] = caller.pubkey
+        if refund_address:
+            row["refund_address"] = refund_address.lower()
+        batch.put_once(f"session:{session_id}", row)
+        self.ledger.commit(batch)
+        return self.authorize(session_id, token), token, invoice
+
+    def topup(self, session: Session, amount_sats: object) -> InvoiceRecord:
+        amount = check_amount(amount_sats, self.settings.session_max_sats, "amount_sats")
+        if session.status not in ("awaiting_payment", "active"):
+            raise Conflict(f"the session is {session.status}; it takes no top-up", code="session_closed")
+        invoice = self.invoices.issue(
+            self.kind, session.session_id, amount, f"Timmy: top-up of session {session.session_id}", session.base_url
+        )
+        batch = self.ledger.batch()
+        self.invoices.add(batch, invoice)
+        self.ledger.commit(batch)
+        return invoice
+
+    # --- the invoice owner ---------------------------------------------------------------------
+
+    def account_id(self, invoice: InvoiceRecord) -> str:
+        return session_account(invoice.owner_id)
+
+    def excess_account_id(self, invoice: InvoiceRecord) -> str:
+        return session_account(invoice.owner_id)  # all of a payment is the session's balance
+
+    def transfer_code(self, invoice: InvoiceRecord) -> str:
+        return TransferCode.INVOICE_PAYMENT
+
+    def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
+        batch.count(totals_key(invoice.owner_id), {"type": "session_totals"}, topped_up_sats=invoice.received_sats)
+
+    def paid(self, invoice: InvoiceRecord) -> None:
+        session = self._reload(invoice.owner_id)
+        self._transition(invoice.owner_id, ["awaiting_payment", "expired"], "active", **self._idle_entry(session, self.clock.now()))
+
+    def expired(self, invoice: InvoiceRecord) -> None:
+        self._transition(invoice.owner_id, ["awaiting_payment"], "expired")
+
+    @staticmethod
+    def _idle_entry(session: Session, now: float) -> dict[str, str]:
+        """The idle index (gsi1) entry of a session the sweeper may close: one with a refund address."""
+        if not session.refund_address:
+            return {}
+        return {"gsi1pk": IDLE_PARTITION, "gsi1sk": f"{iso(now)}#{session.session_id}"}
+
+    def _transition(self, session_id: str, from_states: list[str], to: str, **set_: Any) -> bool:
+        batch = self.ledger.batch()
+        batch.transition(f"session:{session_id}", session_key(session_id), from_states, to, set_=set_ or None)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            return False
+        return True
+
+    # --- a request -------------------------------------------------------------------------------
+
+    def request(self, session: Session, request: object, model: str | None, max_output_tokens: object) -> RequestOutcome:
+        if session.status != "active":
+            raise Conflict(f"the session is {session.status}; requests need an active session", code="session_not_active")
+        estimate = self._evaluator().evaluate(request, model, max_output_tokens).estimate
+        caller = self._caller_of(session.pubkey) if session.pubkey else None
+        request_id = new_owner_id()
+        decision, reservation = (
+            self.free_tier.decide_and_reserve(caller, estimate.sats, request_id)
+            if caller
+            else (self.free_tier.decide(None, estimate.sats), None)
+        )
+        free = reservation is not None and reservation.amount_sats >= estimate.sats
+        hold_id = f"session-hold:{session.session_id}:{request_id}"
+        hold = None
+        batch = self.ledger.batch()
+        seen = {"last_used_at": _seconds(batch.now), **self._idle_entry(session, batch.now)}
+        batch.transition(f"session:{session.session_id}", session_key(session.session_id), ["active"], "active", set_=seen)
+        if not free:
+            hold = batch.reserve(
+                hold_id,
+                session_account(session.session_id),
+                OPERATOR_REVENUE,
+                estimate.sats,
+                TransferCode.CHARGE,
+                batch.now + self.settings.session_hold_ttl_seconds,
+                session_id=session.session_id,
+            )
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if reservation is not None:
+                self._release(session, request_id)
+            if failed.ids(Limit.STATE):
+                raise Conflict("the session is closing or closed; requests are refused", code="session_not_active") from None
+            available = self.ledger.account(session_account(session.session_id)).computed_available_sats
+            raise PaymentRequired(
+                f"the balance cannot hold this request's estimate of {estimate.sats} sats; top up at least {estimate.sats - available}",
+                code="insufficient_balance",
+                details={
+                    "estimated_sats": estimate.sats,
+                    "available_sats": available,
+                    "shortfall_sats": estimate.sats - available,
+                    "topup": f"POST /api/sessions/{session.session_id}/topup",
+                },
+            ) from None
+        if reservation is not None and not free:
+            self._release(session, request_id)  # a smaller twin hold cannot happen for a fresh id; never keep it
+        try:
+            result = self._executor().run(request if isinstance(request, str) else "", estimate.model, estimate.output_tokens)
+            if not result.text.strip():
+                raise EmptyOutput("the model answered with no text")
+        except ExecutorError as error:
+            self._abandon(session, request_id, hold, free)
+            raise Unavailable(f"the work failed and nothing was charged: {type(error).__name__}", code="work_failed") from None
+        except BaseException:
+            self._abandon(session, request_id, hold, free)
+            raise
+        actual = self.pricing.actual_charge_sats(result.usage, estimate.model, estimate)
+        absorbed = 0
+        if free and caller is not None and reservation is not None:
+            absorbed = self.free_tier.record_grant(
+                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id
+            ).absorbed_sats
+        elif decision.serve == "partial" and caller is not None and actual > 0:
+            partial = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
+            if partial is not None:
+                absorbed = self.free_tier.record_grant(
+                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id
+                ).absorbed_sats
+        charge = max(actual - absorbed, 0)
+        batch = self.ledger.batch()
+        if hold is not None:
+            batch.post(hold, charge)
+            if charge:
+                self.free_tier.add_credit(batch, charge, hold_id)
+                if caller is not None:
+                    batch.update(f"paid:{hold_id}", record_paid_action(caller.pubkey, charge, batch.now))
+        batch.count(totals_key(session.session_id), {"type": "session_totals"}, charged_sats=charge, absorbed_sats=absorbed, requests=1)
+        self.ledger.commit(batch)
+        balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats
+        free_tier = {"serve": decision.serve, "absorb_sats": decision.absorb_sats, "charge_sats": decision.charge_sats}
+        return RequestOutcome(result.text, charge, absorbed, free_tier, balance)
+
+    def _abandon(self, session: Session, request_id: str, hold: Any, free: bool) -> None:
+        """Work that produced nothing chargeable: the hold and any reservation go back in full."""
+        if hold is not None:
+            batch = self.ledger.batch()
+            batch.void(hold)
+            with contextlib.suppress(ConditionFailed):  # the sweeper voided it meanwhile
+                self.ledger.commit(batch)
+        if free:
+            self._release(session, request_id)
+
+    def _release(self, session: Session, request_id: str) -> None:
+        if session.pubkey:
+            with contextlib.suppress(Conflict, NotFound):
+                self.free_tier.release_reservation(session.pubkey, request_id)
+
+    # --- close -----------------------------------------------------------------------------------
+
+    def close(self, session: Session, bolt11: object | None) -> tuple[dict[str, Any], PayoutRecord | None]:
+        """Stop new requests, wait (bounded) for in-flight holds, pay what remains once, close."""
+        if session.status == "expired" or session.status == "awaiting_payment":
+            self._transition(session.session_id, [session.status], "closed")
+        elif session.status == "active":
+            self._transition(session.session_id, ["active"], "closing")
+        account_id = session_account(session.session_id)
+        deadline = self.clock.now() + self.settings.session_close_wait_seconds
+        while self.ledger.account(account_id).debits_pending > 0:
+            self.free_tier.sweep()  # a stale hold (its request died) past its expiry is voided here too
+            if self.clock.now() >= deadline:
+                raise Conflict("requests on this session are still running; close again in a moment", code="requests_in_flight")
+            self._sleep(CLOSE_POLL_SECONDS)
+        available = self.ledger.account(account_id).computed_available_sats
+        payout = None
+        if available > 0:
+            payout = self._pay_out(session, bolt11, available)
+        batch = self.ledger.batch()
+        batch.transition(
+            f"session:{session.session_id}", session_key(session.session_id), ["closing", "closed"], "closed", remove=INDEX_ATTRIBUTES
+        )
+        with contextlib.suppress(ConditionFailed):
+            self.ledger.commit(batch)
+        return self.view(self._reload(session.session_id)), payout
+
+    def _pay_out(self, session: Session, bolt11: object | None, available: int) -> PayoutRecord:
+        if bolt11 is None:
+            if not session.refund_address or self._refund_resolver is None:
+                raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
+            bolt11 = self._refund_resolver().invoice_for(session.refund_address, available, f"Timmy: session {session.session_id}").bolt11
+        payouts = self._payouts()
+        decoded = payouts.check_invoice(bolt11, available)
+        payout = payouts.pay(
+            f"close-{session.session_id}-{decoded.payment_hash[:16]}",
+            f"session:{session.session_id}",
+            session_account(session.session_id),
+            str(bolt11),
+            available,
+        )
+        batch = self.ledger.batch()
+        batch.count(
+            totals_key(session.session_id), {"type": "session_totals"}, refunded_sats=available if payout.status.value == "succeeded" else 0
+        )
+        self.ledger.commit(batch)
+        return payout
+
+    def _reload(self, session_id: str) -> Session:
+        item = self.store.get(*session_key(session_id))
+        if item is None:
+            raise NotFound("no such session", code="session_not_found")
+        return Session(
+            item["session_id"],
+            item["state"],
+            item["token_hash"],
+            item.get("pubkey"),
+            item.get("refund_address"),
+            float(item["created_at"]),
+            item.get("base_url", ""),
+        )
+
+    # --- the sweeper -----------------------------------------------------------------------------
+
+    def sweep_idle(self, limit: int = 100) -> int:
+        """Close and refund the sessions with a refund address idle past SESSION_IDLE_SECONDS (one
+        whose requests are still running is left for the next run). Answers how many were closed."""
+        cutoff = self.clock.now() - self.settings.session_idle_seconds
+        items, _ = self.store.query(IDLE_PARTITION, index="gsi1", sk_max=f"{iso(cutoff)}#\uffff", limit=limit)
+        closed = 0
+        for item in items:
+            session = self._reload(item["session_id"])
+            if session.status not in ("active", "closing"):
+                continue
+            try:
+                self.close(session, None)
+                closed += 1
+            except Exception as error:  # unreachable address, a live request: the balance stays, the next run retries
+                log.warning("idle session not closed", extra={"session_id": session.session_id, "error": str(error)[:200]})
+        return closed
+
+
+def _seconds(value: float) -> Decimal:
+    return Decimal(str(round(value, 3)))

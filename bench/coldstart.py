@@ -17,17 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from estimate import BOTO3_IMPORT, ROOT, import_seconds
 
+sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
+from local.template import resources  # noqa: E402
+
 GOAL = 1.3
 
-# function -> (CodeUri, handler module), as in template.yaml
+# function -> (CodeUri, handler module), read from template.yaml (every function, as deployed)
 FUNCTIONS = {
-    "meta": ("functions", "meta.app"),
-    "estimate": ("functions/estimate", "app"),
-    "identity": ("functions/identity", "app"),
-    "admin": ("functions/admin", "app"),
-    "settlement": ("functions/settlement", "app"),
-    "worker": ("functions/worker", "app"),
-    "sweeper": ("functions/sweeper", "app"),
+    name.removesuffix("Function").lower(): (str(f["Properties"]["CodeUri"]).rstrip("/"), str(f["Properties"]["Handler"]).rsplit(".", 1)[0])
+    for name, f in resources("AWS::Serverless::Function").items()
 }
 
 

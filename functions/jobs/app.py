@@ -3,19 +3,22 @@ its status and receipt, claim its refund. The use case is `timmy.jobs.service.Jo
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, WithJsonSchema
 
-from timmy.payments.model import PayoutRecord
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText, invoice_view
+from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText
 from timmy_http.idempotency import idempotent
+from timmy_http.invoices import invoice_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from timmy.payments.model import PayoutRecord
 
 app = create_app()
 

@@ -4,19 +4,21 @@ top-ups and close. Every route but the creation needs the session's token (`X-Se
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from timmy.payments.model import PayoutRecord
 from timmy.sessions.service import TOKEN_PREFIX, Session
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import invoice_view
 from timmy_http.idempotency import idempotent
+from timmy_http.invoices import invoice_view
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from timmy.payments.model import PayoutRecord
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]

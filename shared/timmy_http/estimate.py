@@ -18,9 +18,9 @@ from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
 from timmy.payments.donations import NOTE_CHARS_MAX, Donation
 from timmy.payments.invoices import SATS_MAX
-from timmy.payments.model import InvoiceRecord
 from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL
+from timmy_http.invoices import invoice_view
 from timmy_http.services import services
 
 # The fields of both estimate routes, defined once: the query of GET and the body of POST.
@@ -107,15 +107,6 @@ class DonationAnswer(BaseModel):
     amount_sats: int
     status: str = Field(description="awaiting_payment: pay the invoice; the pool is credited once it is paid")
     invoice: InvoiceView
-
-
-def invoice_view(invoice: InvoiceRecord) -> dict[str, Any]:
-    return {
-        "bolt11": invoice.bolt11,
-        "payment_hash": invoice.payment_hash,
-        "amount_sats": invoice.amount_sats,
-        "expires_at": int(invoice.expires_at),
-    }
 
 
 def donation_answer(donation: Donation) -> dict[str, Any]:

@@ -28,18 +28,19 @@ from timmy.config import Settings
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
 from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.identity.tiers import record_paid_action
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.ledger.model import transfer_key as ledger_transfer_key
 from timmy.messages import JOB_EXECUTE
+from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutStatus, sources_of
 from timmy.payments.payouts import Payouts
 from timmy.ports.evaluator import Evaluator
 from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
 from timmy.ports.store import Store
 from timmy.pricing.service import Estimate, PricingService
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 JOB_MEMO = "Timmy: job {job_id}"
 TOPUP_MEMO = "Timmy: the rest of job {job_id}"
-LIGHTNING_ADDRESS = re.compile(r"^[a-z0-9._+-]{1,64}@[a-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
 class Jobs:
@@ -114,8 +114,8 @@ class Jobs:
     ) -> tuple[Job, InvoiceRecord | None]:
         """Evaluate, decide, and either queue the work (free) or issue the invoice (partial, gate).
         `source` (the client's address) counts an anonymous caller's unpaid jobs."""
-        if refund_address is not None and not LIGHTNING_ADDRESS.match(refund_address.lower()):
-            raise InvalidInput("refund_address must be a Lightning address, name@domain", code="invalid_refund_address")
+        if refund_address is not None:
+            parse_lightning_address(refund_address, allow_local=self.settings.lnurl_allow_local)
         evaluation = self._evaluator().evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
         job_id = new_owner_id()
@@ -273,9 +273,7 @@ class Jobs:
         if charge:
             charge_id = f"charge:{job.job_id}"
             batch.transfer(charge_id, escrow, OPERATOR_REVENUE, charge, TransferCode.CHARGE, job_id=job.job_id)
-            self.free_tier.add_credit(batch, charge, charge_id)
-            if job.pubkey:
-                batch.update(f"paid:{job.job_id}", record_paid_action(job.pubkey, charge, batch.now))
+            book_paid_work(batch, self.free_tier, charge_id, charge, job.pubkey)
         self._move(batch, job, JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
         try:
             self.ledger.commit(batch)

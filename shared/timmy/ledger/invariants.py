@@ -1,4 +1,5 @@
-"""The invariant checker of contract section 4: six checks over the whole table, each reported by
+"""The invariant checker of contract section 4: its six invariants and a seventh, `well_formed` (every
+ledger item readable), over the whole table, each reported by
 name with the ids that break it. `GET /api/admin/audit` runs it, and so do the tests after every
 test that touches the ledger."""
 

@@ -31,15 +31,16 @@ from timmy.config import Settings
 from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
 from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.identity.tiers import record_paid_action
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
+from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord
 from timmy.payments.payouts import Payouts
 from timmy.ports.evaluator import Evaluator
 from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.store import Store
 from timmy.pricing.service import PricingService
 
@@ -155,11 +156,9 @@ class Sessions(OwnerDefaults):
     def create(
         self, caller: Caller | None, amount_sats: object, refund_address: str | None, base_url: str
     ) -> tuple[Session, str, InvoiceRecord]:
-        from timmy.jobs.service import LIGHTNING_ADDRESS
-
         amount = check_amount(amount_sats, self.settings.session_max_sats, "amount_sats")
-        if refund_address is not None and not LIGHTNING_ADDRESS.match(refund_address.lower()):
-            raise InvalidInput("refund_address must be a Lightning address, name@domain", code="invalid_refund_address")
+        if refund_address is not None:
+            parse_lightning_address(refund_address, allow_local=self.settings.lnurl_allow_local)
         session_id, token = new_owner_id(), TOKEN_PREFIX + secrets.token_hex(32)
         invoice = self.invoices.issue(self.kind, session_id, amount, f"Timmy: session {session_id}", base_url)
         batch = self.ledger.batch()
@@ -307,10 +306,7 @@ class Sessions(OwnerDefaults):
         batch = self.ledger.batch()
         if hold is not None:
             batch.post(hold, charge)
-            if charge:
-                self.free_tier.add_credit(batch, charge, hold_id)
-                if caller is not None:
-                    batch.update(f"paid:{hold_id}", record_paid_action(caller.pubkey, charge, batch.now))
+            book_paid_work(batch, self.free_tier, hold_id, charge, caller.pubkey if caller else None)
         batch.count(totals_key(session.session_id), {"type": "session_totals"}, charged_sats=charge, absorbed_sats=absorbed, requests=1)
         self.ledger.commit(batch)
         balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats

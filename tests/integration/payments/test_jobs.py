@@ -11,7 +11,6 @@ import pytest
 
 from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
-from timmy.adapters.lnurl_pay import LnurlPayResolver
 from timmy.identity.signer import Keys
 from timmy.ledger.model import POOL, escrow_account
 from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
@@ -195,7 +194,8 @@ def test_a_job_whose_work_never_finishes_is_failed_by_the_sweeper_and_refundable
 @pytest.fixture
 def lnurl(lab: Lab) -> Iterator[FakeLnurlServer]:
     server = FakeLnurlServer()
-    lab.services.__dict__["refund_resolver"] = LnurlPayResolver(5.0, allow_local=True)
+    # Tests only: Lightning addresses at 127.0.0.1:PORT over http (LNURL_ALLOW_LOCAL).
+    lab.services.settings = lab.services.settings.model_copy(update={"lnurl_allow_local": True})
     try:
         yield server
     finally:

@@ -12,7 +12,6 @@ import pytest
 
 from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
-from timmy.adapters.lnurl_pay import LnurlPayResolver
 from timmy.errors import PaymentRequired
 from timmy.identity.signer import Keys
 from timmy.ledger.model import POOL, TransferCode, session_account
@@ -220,7 +219,8 @@ def test_a_stale_hold_of_a_dead_request_does_not_block_the_close(lab: Lab) -> No
 @pytest.fixture
 def lnurl(lab: Lab) -> Iterator[FakeLnurlServer]:
     server = FakeLnurlServer()
-    lab.services.__dict__["refund_resolver"] = LnurlPayResolver(5.0, allow_local=True)
+    # Tests only: Lightning addresses at 127.0.0.1:PORT over http (LNURL_ALLOW_LOCAL).
+    lab.services.settings = lab.services.settings.model_copy(update={"lnurl_allow_local": True})
     try:
         yield server
     finally:

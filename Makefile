@@ -66,7 +66,8 @@ unit: $(DEPS_STAMP) $(JAR) $(LNBITS_STAMP)
 test: install lint typecheck validate unit
 
 bench: $(DEPS_STAMP) $(JAR)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@failed=""; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "== over a goal or failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(LNBITS_VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -136,6 +136,7 @@ class Settings(BaseModel):
     donation_max_sats: int = Field(default=1_000_000, ge=1)
     payout_fee_limit_sats: int = Field(default=10, ge=0)  # the most routing fee a payout may spend
     payout_unknown_grace_seconds: int = Field(default=600, gt=0)  # a payout the backend never saw is failed after this
+    eval_fee_sats: int = Field(default=0, ge=0)  # when set, gate-path jobs first pay this (awaiting_eval_payment)
     max_unpaid_jobs: int = Field(default=10, ge=1)  # open unpaid jobs per identity (or per address when anonymous); 429 beyond
     job_stuck_seconds: int = Field(default=1_500, gt=0)  # an executing job older than this is failed by the sweeper
     session_max_sats: int = Field(default=1_000_000, ge=1)  # the largest session payment or top-up

@@ -13,6 +13,7 @@ JOBS_RUNNING_PARTITION = "JOBS_RUNNING"  # sparse gsi1 entries of executing jobs
 
 
 class JobStatus(StrEnum):
+    AWAITING_EVAL_PAYMENT = "awaiting_eval_payment"  # a gate job with EVAL_FEE_SATS set: the eval fee first
     AWAITING_PAYMENT = "awaiting_payment"
     AWAITING_TOPUP = "awaiting_topup"  # paid, but the pool could no longer cover the partial grant
     EXECUTING = "executing"
@@ -24,6 +25,7 @@ class JobStatus(StrEnum):
 
 FINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.EXPIRED})
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.AWAITING_EVAL_PAYMENT: frozenset({JobStatus.AWAITING_PAYMENT, JobStatus.EXPIRED}),
     JobStatus.AWAITING_PAYMENT: frozenset({JobStatus.AWAITING_TOPUP, JobStatus.EXECUTING, JobStatus.EXPIRED}),
     JobStatus.AWAITING_TOPUP: frozenset({JobStatus.EXECUTING, JobStatus.EXPIRED}),
     JobStatus.EXECUTING: frozenset({JobStatus.COMPLETE, JobStatus.FAILED}),
@@ -56,6 +58,7 @@ class Job:
     payer: str = ""  # whose unpaid jobs this counts against: the pubkey, or ip:<address> when anonymous
     base_url: str = ""  # where the caller reached Timmy: the webhook of a later (top-up) invoice
     invoice_hash: str | None = None
+    eval_hash: str | None = None  # the eval fee's invoice (EVAL_FEE_SATS)
     topup_hash: str | None = None
     reserved_sats: int = 0  # the pool hold actually taken (free: at decision; partial: at payment)
     result: str | None = None
@@ -91,7 +94,7 @@ class Job:
             "payer": self.payer,
             "created_at": Decimal(str(round(self.created_at, 3))),
         }
-        for name in ("pubkey", "refund_address", "invoice_hash", "topup_hash", "result", "failure", "refund_payout_id"):
+        for name in ("pubkey", "refund_address", "invoice_hash", "eval_hash", "topup_hash", "result", "failure", "refund_payout_id"):
             if getattr(self, name) is not None:
                 item[name] = getattr(self, name)
         if self.status is JobStatus.EXECUTING:
@@ -117,6 +120,7 @@ class Job:
             base_url=item.get("base_url", ""),
             payer=item.get("payer", ""),
             invoice_hash=item.get("invoice_hash"),
+            eval_hash=item.get("eval_hash"),
             topup_hash=item.get("topup_hash"),
             reserved_sats=int(item.get("reserved_sats", 0)),
             result=item.get("result"),

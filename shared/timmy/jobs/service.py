@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 JOB_MEMO = "Timmy: job {job_id}"
 TOPUP_MEMO = "Timmy: the rest of job {job_id}"
+EVAL_MEMO = "Timmy: the eval fee of job {job_id}"
+UNPAID = (JobStatus.AWAITING_EVAL_PAYMENT, JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP)
 
 
 class Jobs:
@@ -153,9 +155,13 @@ class Jobs:
             self.free_tier.release_reservation(reservation.pubkey, job_id)
         serve = "partial" if decision.serve == "partial" else "gate"
         amount = decision.charge_sats if serve == "partial" else estimate.sats
-        invoice = self.invoices.issue(self.kind, job_id, amount, JOB_MEMO.format(job_id=job_id), base_url)
         job = replace(base, serve=serve, absorb_sats=decision.absorb_sats if serve == "partial" else 0, invoice_sats=amount)
-        job = replace(job, invoice_hash=invoice.payment_hash)
+        if serve == "gate" and self.settings.eval_fee_sats:  # the eval fee first; the work's invoice once it is paid
+            invoice = self.invoices.issue(self.kind, job_id, self.settings.eval_fee_sats, EVAL_MEMO.format(job_id=job_id), base_url)
+            job = replace(job, status=JobStatus.AWAITING_EVAL_PAYMENT, eval_hash=invoice.payment_hash)
+        else:
+            invoice = self.invoices.issue(self.kind, job_id, amount, JOB_MEMO.format(job_id=job_id), base_url)
+            job = replace(job, invoice_hash=invoice.payment_hash)
         self.invoices.add(batch, invoice)
         batch.put_once(f"job:{job_id}", job.item())
         _count_unpaid(batch, job, +1, self.settings.max_unpaid_jobs)
@@ -186,12 +192,16 @@ class Jobs:
     def paid(self, invoice: InvoiceRecord) -> None:
         """The next step of a paid job; idempotent (a redelivered notification runs it again)."""
         job = self.get(invoice.owner_id)
-        if job is None or job.status not in (JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP):
+        if job is not None and job.status is JobStatus.AWAITING_EVAL_PAYMENT:
+            if invoice.payment_hash == job.eval_hash:
+                self._eval_paid(job)
+            return
+        if job is None or job.status not in UNPAID:
             if job is not None and job.status is JobStatus.EXECUTING:
                 self.work_queue.send({"type": JOB_EXECUTE, "job_id": job.job_id})  # the crash before the send, healed
             return
-        if job.status is JobStatus.AWAITING_TOPUP and invoice.payment_hash != job.topup_hash:
-            return
+        if invoice.payment_hash != (job.topup_hash if job.status is JobStatus.AWAITING_TOPUP else job.invoice_hash):
+            return  # another of the job's invoices (the eval fee's, redelivered): it does not start the work
         held = 0
         if job.serve == "partial" and job.status is JobStatus.AWAITING_PAYMENT:
             caller = Caller(job.pubkey or "", job.tier)  # type: ignore[arg-type]
@@ -203,6 +213,20 @@ class Jobs:
         elif job.status is JobStatus.AWAITING_TOPUP:
             held = job.reserved_sats
         self._start(job, held)
+
+    def _eval_paid(self, job: Job) -> None:
+        """The eval fee is charged from the escrow and the work's invoice issued, in one transaction."""
+        invoice = self.invoices.issue(self.kind, job.job_id, job.invoice_sats, JOB_MEMO.format(job_id=job.job_id), job.base_url)
+        batch = self.ledger.batch()
+        fee_id = f"eval-fee:{job.job_id}"
+        batch.transfer(
+            fee_id, escrow_account(job.job_id), OPERATOR_REVENUE, self.settings.eval_fee_sats, TransferCode.CHARGE, job_id=job.job_id
+        )
+        book_paid_work(batch, self.free_tier, fee_id, self.settings.eval_fee_sats, job.pubkey)
+        self.invoices.add(batch, invoice)
+        self._move(batch, job, JobStatus.AWAITING_PAYMENT, invoice_hash=invoice.payment_hash)
+        with contextlib.suppress(ConditionFailed):  # a twin moved it first; this invoice was never shown
+            self.ledger.commit(batch)
 
     def _ask_for_shortfall(self, job: Job, held: int) -> None:
         shortfall = job.absorb_sats - held
@@ -229,9 +253,12 @@ class Jobs:
         """The job's invoice expired unpaid: the job expires; a partial grant held for it is released
         and whatever was paid stays refundable in the escrow."""
         job = self.get(invoice.owner_id)
-        if job is None or job.status not in (JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP):
+        if job is None or job.status not in UNPAID:
             return
-        if job.status is JobStatus.AWAITING_TOPUP and invoice.payment_hash != job.topup_hash:
+        current = {JobStatus.AWAITING_EVAL_PAYMENT: job.eval_hash, JobStatus.AWAITING_PAYMENT: job.invoice_hash}.get(
+            job.status, job.topup_hash
+        )
+        if invoice.payment_hash != current:
             return
         batch = self.ledger.batch()
         self._move(batch, job, JobStatus.EXPIRED)
@@ -388,7 +415,7 @@ class Jobs:
     def view(self, job: Job) -> dict[str, Any]:
         """`GET /api/jobs/{job_id}`."""
         refundable = self.refundable_sats(job)
-        transfers = [f"invoice:{h}" for h in (job.invoice_hash, job.topup_hash) if h]
+        transfers = [f"invoice:{h}" for h in (job.eval_hash, job.invoice_hash, job.topup_hash) if h]
         paid = 0
         for transfer_id in transfers:
             found = self.ledger.transfer(transfer_id)
@@ -404,6 +431,9 @@ class Jobs:
         ids = [t for t in transfers if self.store.get(*ledger_transfer_key(t))]
         if job.absorbed_sats:
             ids.append(_subsidy_id(job))
+        eval_fee = self.ledger.transfer(f"eval-fee:{job.job_id}") if job.eval_hash else None
+        if eval_fee is not None:
+            ids.append(eval_fee.transfer_id)
         if job.charged_sats:
             ids += [f"charge:{job.job_id}"] + (
                 [f"credit:charge:{job.job_id}"] if self.ledger.transfer(f"credit:charge:{job.job_id}") else []
@@ -422,6 +452,7 @@ class Jobs:
                 "paid_sats": paid,
                 "absorbed_sats": job.absorbed_sats,
                 "charged_sats": job.charged_sats,
+                "eval_fee_sats": eval_fee.amount_sats if eval_fee else 0,
                 "refunded_sats": refunded,
                 "transfer_ids": ids + refund_ids,
             },

@@ -221,3 +221,21 @@ def test_an_unreachable_refund_address_leaves_the_refund_claimable(lab: Lab, lnu
     wallet = lab.node.wallet_invoice(done["refundable_sats"])
     claimed = lab.api.post(f"/api/jobs/{done['job_id']}/refund", json_body={"invoice": wallet.bolt11})
     assert claimed.status == 200 and claimed.json["payout"]["status"] == "paid"
+
+
+def test_with_an_eval_fee_a_gate_job_pays_the_fee_first_then_the_work(lab: Lab) -> None:
+    lab.services.settings = lab.services.settings.model_copy(update={"eval_fee_sats": 3})
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    assert created.status == 201 and created.json["status"] == "awaiting_eval_payment", created.body
+    assert created.json["invoice"]["amount_sats"] == 3
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    waiting = lab.services.jobs.require(created.json["job_id"])
+    assert waiting.status.value == "awaiting_payment" and waiting.invoice_hash
+    lab.services.invoices.settle(created.json["invoice"]["payment_hash"])  # the fee's notification again: nothing starts
+    lab.run_work()
+    assert job(lab, created.json["job_id"])["status"] == "awaiting_payment"
+    lab.pay_and_settle(waiting.invoice_hash)
+    done = job(lab, created.json["job_id"])
+    receipt = done["receipt"]
+    assert done["status"] == "complete" and receipt["eval_fee_sats"] == 3
+    assert receipt["paid_sats"] == 3 + receipt["quoted_sats"] == 3 + done["charged_sats"] + done["refundable_sats"]

@@ -203,7 +203,7 @@ class SimulatedLightning:
     # --- payments out -----------------------------------------------------------------------
 
     def pay(self, bolt11: str, amount_sats: int, fee_limit_sats: int) -> Payment:
-        from timmy.payments.codec import decode
+        from timmy.invoice_codec import decode
 
         decoded = decode(bolt11)
         if decoded.amount_sats != amount_sats:

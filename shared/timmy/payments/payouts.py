@@ -18,13 +18,13 @@ import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from timmy import invoice_codec
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import ConditionFailed, Limit
 from timmy.ledger.model import LIGHTNING_CLEARING, OPERATOR_REVENUE, TransferCode
-from timmy.payments import codec
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,
     PAYOUT_TRANSITIONS,
@@ -62,7 +62,7 @@ class Payouts:
 
     def check_invoice(self, bolt11: object, amount_sats: int) -> DecodedInvoice:
         """`bolt11` decoded, for exactly `amount_sats` and payable for a while yet, or InvalidInput."""
-        decoded = codec.decode(bolt11)
+        decoded = invoice_codec.decode(bolt11)
         if decoded.amount_sats != amount_sats:
             asked = "no amount" if decoded.amount_sats is None else f"{decoded.amount_sats} sats"
             raise InvalidInput(f"the invoice asks for {asked}; it must ask for exactly {amount_sats} sats", code="invoice_amount_mismatch")

@@ -1,4 +1,6 @@
 """BOLT11 in and out, through the maintained `bolt11` library (signature checked, payee recovered).
+Below the domain and the adapters alike: payouts check the invoices they pay with it, the simulated
+node reads the ones it is asked to pay.
 
 Imported lazily by the paths that need it: `bolt11` and `bitstring` cost ~60 ms of import.
 """

@@ -94,7 +94,7 @@ def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs a
 )
 def refund_job(job_id: Annotated[str, Path(description="the job_id")], body: Annotated[RefundBody, Body()]) -> dict[str, Any]:
     jobs = services().jobs
-    _, payout = jobs.refund(job_id, body.invoice)
+    payout = jobs.refund(job_id, body.invoice)
     return {**jobs.view(jobs.require(job_id)), "payout": _payout(payout)}
 
 

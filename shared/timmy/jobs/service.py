@@ -32,11 +32,10 @@ from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
-from timmy.ledger.model import transfer_key as ledger_transfer_key
 from timmy.messages import JOB_EXECUTE
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, new_owner_id
-from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutStatus, sources_of
+from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
 from timmy.payments.payouts import Payouts
 from timmy.ports.evaluator import Evaluator
 from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
@@ -367,7 +366,7 @@ class Jobs:
 
     # --- refunds ---------------------------------------------------------------------------
 
-    def refund(self, job_id: str, bolt11: object) -> tuple[Job, Any]:
+    def refund(self, job_id: str, bolt11: object) -> PayoutRecord:
         """Pay the job's refundable sats to `bolt11` (for exactly that amount), once."""
         job = self.require(job_id)
         if job.status not in FINAL:
@@ -376,7 +375,7 @@ class Jobs:
         if job.refund_payout_id:
             previous = payouts.get(job.refund_payout_id)
             if previous is not None and previous.status is not PayoutStatus.FAILED:
-                return job, previous  # paid or being paid: the same answer, never a second payment
+                return previous  # paid or being paid: the same answer, never a second payment
         refundable = self.refundable_sats(job)
         if refundable <= 0:
             raise Conflict("nothing is refundable for this job", code="nothing_refundable")
@@ -388,7 +387,7 @@ class Jobs:
         )
         self.ledger.commit(batch)
         payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable)
-        return replace(job, refund_payout_id=payout_id), payout
+        return payout
 
     def refund_status(self, job: Job) -> str:
         if job.refund_payout_id:
@@ -416,19 +415,18 @@ class Jobs:
         """`GET /api/jobs/{job_id}`."""
         refundable = self.refundable_sats(job)
         transfers = [f"invoice:{h}" for h in (job.eval_hash, job.invoice_hash, job.topup_hash) if h]
-        paid = 0
-        for transfer_id in transfers:
-            found = self.ledger.transfer(transfer_id)
-            paid += found.effective_posted_sats if found else 0
-            excess = self.ledger.transfer(f"{transfer_id}:excess")
-            paid += excess.effective_posted_sats if excess else 0
+        paid, ids = 0, []
+        for transfer_id in transfers:  # what was paid in: each invoice's booking and any excess
+            for booked in (self.ledger.transfer(transfer_id), self.ledger.transfer(f"{transfer_id}:excess")):
+                if booked is not None:
+                    paid += booked.effective_posted_sats
+                    ids.append(booked.transfer_id)
         refunded, refund_ids = 0, []
         if job.refund_payout_id:
             payout = self._payouts().get(job.refund_payout_id)
             if payout is not None and payout.status is PayoutStatus.SUCCEEDED:
                 refunded = payout.amount_sats
                 refund_ids.append(payout.hold_id)
-        ids = [t for t in transfers if self.store.get(*ledger_transfer_key(t))]
         if job.absorbed_sats:
             ids.append(_subsidy_id(job))
         eval_fee = self.ledger.transfer(f"eval-fee:{job.job_id}") if job.eval_hash else None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from timmy.clock import iso
+from timmy.ledger.ledger import decimal_seconds
 
 JOBS_RUNNING_PARTITION = "JOBS_RUNNING"  # sparse gsi1 entries of executing jobs, for the sweeper
 
@@ -92,7 +92,7 @@ class Job:
             "charged_sats": self.charged_sats,
             "base_url": self.base_url,
             "payer": self.payer,
-            "created_at": Decimal(str(round(self.created_at, 3))),
+            "created_at": decimal_seconds(self.created_at),
         }
         for name in ("pubkey", "refund_address", "invoice_hash", "eval_hash", "topup_hash", "result", "failure", "refund_payout_id"):
             if getattr(self, name) is not None:

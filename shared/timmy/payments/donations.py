@@ -4,11 +4,11 @@ invoice is paid the sats are credited to the pool (`pool_donation`) by the settl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 from timmy.config import Settings
 from timmy.errors import InvalidInput
 from timmy.ledger import Ledger
+from timmy.ledger.ledger import decimal_seconds
 from timmy.ledger.model import POOL, TransferCode
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
 from timmy.payments.model import InvoiceRecord
@@ -53,7 +53,7 @@ class Donations(OwnerDefaults):
             "donation_id": donation_id,
             "amount_sats": amount,
             "payment_hash": invoice.payment_hash,
-            "created_at": Decimal(str(round(batch.now, 3))),
+            "created_at": decimal_seconds(batch.now),
         }
         if note:
             row["note"] = note

@@ -19,7 +19,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 from urllib.parse import urlencode
@@ -28,7 +27,7 @@ from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import InvalidInput
 from timmy.ledger import Ledger
-from timmy.ledger.ledger import Batch, ConditionFailed, Limit
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import LIGHTNING_CLEARING, REFUNDS_PAYABLE, SATS_MAX, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,
@@ -230,7 +229,7 @@ class Invoices:
             invoice_key(h),
             sources_of(INVOICE_TRANSITIONS, InvoiceStatus.PAID),
             InvoiceStatus.PAID.value,
-            set_={"received_sats": received_sats, "excess_sats": excess, "paid_at": Decimal(str(round(batch.now, 3)))},
+            set_={"received_sats": received_sats, "excess_sats": excess, "paid_at": decimal_seconds(batch.now)},
             remove=INDEX_ATTRIBUTES,
         )
         if booked:

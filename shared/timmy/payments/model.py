@@ -8,11 +8,11 @@ Open rows carry a sparse index entry (gsi1) the sweeper pages through; closing a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from timmy.clock import iso
+from timmy.ledger.ledger import decimal_seconds
 
 INVOICES_OPEN_PARTITION = "INVOICES_OPEN"
 PAYOUTS_OPEN_PARTITION = "PAYOUTS_OPEN"
@@ -94,8 +94,8 @@ class InvoiceRecord:
             "owner_kind": self.owner_kind,
             "owner_id": self.owner_id,
             "amount_sats": self.amount_sats,
-            "created_at": _seconds(self.created_at),
-            "expires_at": _seconds(self.expires_at),
+            "created_at": decimal_seconds(self.created_at),
+            "expires_at": decimal_seconds(self.expires_at),
             "state": self.status.value,
             "received_sats": self.received_sats,
         }
@@ -151,7 +151,7 @@ class PayoutRecord:
             "payment_hash": self.payment_hash,
             "amount_sats": self.amount_sats,
             "fee_limit_sats": self.fee_limit_sats,
-            "created_at": _seconds(self.created_at),
+            "created_at": decimal_seconds(self.created_at),
             "state": self.status.value,
             "fee_sats": self.fee_sats,
         }
@@ -175,7 +175,3 @@ class PayoutRecord:
             failure_reason=item.get("failure_reason"),
             resolved_at=float(item["resolved_at"]) if item.get("resolved_at") is not None else None,
         )
-
-
-def _seconds(value: float) -> Decimal:
-    return Decimal(str(round(value, 3)))

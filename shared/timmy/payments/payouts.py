@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 
 from timmy import invoice_codec
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput
 from timmy.ledger import Ledger
-from timmy.ledger.ledger import ConditionFailed, Limit
+from timmy.ledger.ledger import ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import LIGHTNING_CLEARING, OPERATOR_REVENUE, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,
@@ -129,7 +128,7 @@ class Payouts:
         hold = self.ledger.require_transfer(record.hold_id)
         batch = self.ledger.batch()
         key = payout_key(record.payout_id)
-        now = Decimal(str(round(batch.now, 3)))
+        now = decimal_seconds(batch.now)
         if payment.state is PaymentState.SUCCEEDED:
             batch.post(hold, record.amount_sats)
             if payment.fee_sats:

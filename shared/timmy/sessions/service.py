@@ -23,7 +23,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from timmy.clock import Clock, iso
@@ -32,7 +31,7 @@ from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unau
 from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
 from timmy.ledger import Ledger
-from timmy.ledger.ledger import Batch, ConditionFailed, Limit
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
@@ -170,8 +169,8 @@ class Sessions(OwnerDefaults):
             "session_id": session_id,
             "state": "awaiting_payment",
             "token_hash": _hash_token(token),
-            "created_at": _seconds(batch.now),
-            "last_used_at": _seconds(batch.now),
+            "created_at": decimal_seconds(batch.now),
+            "last_used_at": decimal_seconds(batch.now),
             "base_url": base_url,
         }
         if caller is not None:
@@ -248,7 +247,7 @@ class Sessions(OwnerDefaults):
         hold_id = f"session-hold:{session.session_id}:{request_id}"
         hold = None
         batch = self.ledger.batch()
-        seen = {"last_used_at": _seconds(batch.now), **self._idle_entry(session, batch.now)}
+        seen = {"last_used_at": decimal_seconds(batch.now), **self._idle_entry(session, batch.now)}
         batch.transition(f"session:{session.session_id}", session_key(session.session_id), ["active"], "active", set_=seen)
         if not free:
             hold = batch.reserve(
@@ -408,7 +407,3 @@ class Sessions(OwnerDefaults):
             except Exception as error:  # unreachable address, a live request: the balance stays, the next run retries
                 log.warning("idle session not closed", extra={"session_id": session.session_id, "error": str(error)[:200]})
         return closed
-
-
-def _seconds(value: float) -> Decimal:
-    return Decimal(str(round(value, 3)))

@@ -3,7 +3,7 @@ its status and receipt, claim its refund. The use case is `timmy.jobs.service.Jo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -14,12 +14,9 @@ from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import RefundAddress
 from timmy_http.idempotency import idempotent
-from timmy_http.invoices import invoice_view
+from timmy_http.invoices import invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
-
-if TYPE_CHECKING:
-    from timmy.payments.model import PayoutRecord
 
 app = create_app()
 
@@ -95,12 +92,7 @@ def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs a
 def refund_job(job_id: Annotated[str, Path(description="the job_id")], body: Annotated[RefundBody, Body()]) -> dict[str, Any]:
     jobs = services().jobs
     payout = jobs.refund(job_id, body.invoice)
-    return {**jobs.view(jobs.require(job_id)), "payout": _payout(payout)}
-
-
-def _payout(payout: PayoutRecord) -> dict[str, Any]:
-    status = {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
-    return {"payout_id": payout.payout_id, "status": status, "amount_sats": payout.amount_sats, "payment_hash": payout.payment_hash}
+    return {**jobs.view(jobs.require(job_id)), "payout": payout_view(payout)}
 
 
 lambda_handler = lambda_handler_for(app)

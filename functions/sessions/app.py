@@ -4,7 +4,7 @@ top-ups and close. Every route but the creation needs the session's token (`X-Se
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -18,12 +18,9 @@ from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
-from timmy_http.invoices import invoice_view
+from timmy_http.invoices import invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
-
-if TYPE_CHECKING:
-    from timmy.payments.model import PayoutRecord
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]
@@ -163,12 +160,7 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
 def close_session(session_id: SessionId, body: Annotated[CloseBody, Body()]) -> dict[str, Any]:
     session = _session(session_id)
     view, payout = services().sessions.close(session, body.invoice)
-    return {**view, "payout": _payout(payout) if payout else None}
-
-
-def _payout(payout: PayoutRecord) -> dict[str, Any]:
-    status = {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
-    return {"payout_id": payout.payout_id, "status": status, "amount_sats": payout.amount_sats, "payment_hash": payout.payment_hash}
+    return {**view, "payout": payout_view(payout) if payout else None}
 
 
 lambda_handler = lambda_handler_for(app)

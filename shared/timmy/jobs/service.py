@@ -393,7 +393,7 @@ class Jobs:
         if job.refund_payout_id:
             payout = self._payouts().get(job.refund_payout_id)
             if payout is not None:
-                return {"paying": "pending", "succeeded": "paid", "failed": "failed"}[payout.status.value]
+                return payout.answer_status
         return "claimable" if self.refundable_sats(job) > 0 else "none"
 
     def _auto_refund(self, job: Job) -> None:

@@ -138,6 +138,11 @@ class PayoutRecord:
     def hold_id(self) -> str:
         return f"payout:{self.payout_id}"
 
+    @property
+    def answer_status(self) -> str:
+        """The status a caller reads: `pending` while the outcome is unknown, then `paid` or `failed`."""
+        return {PayoutStatus.PAYING: "pending", PayoutStatus.SUCCEEDED: "paid", PayoutStatus.FAILED: "failed"}[self.status]
+
     def item(self) -> dict[str, Any]:
         pk, sk = payout_key(self.payout_id)
         item: dict[str, Any] = {

@@ -33,6 +33,7 @@ from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.messages import JOB_EXECUTE
+from timmy.metering import Estimate
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
@@ -42,7 +43,7 @@ from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
 from timmy.ports.store import Store
-from timmy.pricing.service import Estimate, PricingService
+from timmy.pricing.service import PricingService
 
 log = logging.getLogger(__name__)
 

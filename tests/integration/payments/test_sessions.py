@@ -140,6 +140,12 @@ def test_a_free_request_of_a_bound_identity_is_paid_by_the_pool(lab: Lab) -> Non
     assert answer.status == 200, answer.body
     assert answer.json["charged_sats"] == 0 and answer.json["absorbed_sats"] > 0 and answer.json["balance_sats"] == 100
     assert answer.json["free_tier"]["serve"] == "free"
+    # Warm, the grant is settled from the reservation taken (no read of the hold first): 7 calls —
+    # the token, the identity, the reservation, the active check, the grant, the totals, the balance.
+    usage = lab.services.store.usage  # type: ignore[attr-defined]
+    before = usage.snapshot()[0]
+    again = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
+    assert again.status == 200 and again.json["charged_sats"] == 0 and usage.snapshot()[0] - before == 7
 
 
 def test_a_partial_request_with_the_pool_drained_during_the_work_is_charged_in_full_from_the_hold(lab: Lab) -> None:

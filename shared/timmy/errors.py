@@ -35,11 +35,6 @@ class PaymentRequired(TimmyError):
     code = "payment_required"
 
 
-class Forbidden(TimmyError):
-    status_code = 403
-    code = "forbidden"
-
-
 class NotFound(TimmyError):
     status_code = 404
     code = "not_found"
@@ -61,11 +56,6 @@ class Unprocessable(TimmyError):
 
     status_code = 422
     code = "unprocessable"
-
-
-class Rejected(TimmyError):
-    status_code = 422
-    code = "rejected"
 
 
 class RateLimited(TimmyError):

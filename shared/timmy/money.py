@@ -31,10 +31,3 @@ def usd_to_sats(usd: Decimal, btc_usd: Decimal) -> int:
         context.rounding = ROUND_CEILING
         sats = (usd * SATS_PER_BTC / btc_usd).to_integral_value(rounding=ROUND_CEILING)
     return max(1, int(sats))
-
-
-def usd(value: str | int | Decimal) -> Decimal:
-    """A USD amount from its string (JSON) or integer form; floats are refused."""
-    if isinstance(value, float):  # type: ignore[unreachable]
-        raise TypeError("USD amounts are Decimal strings, never floats")
-    return Decimal(value)

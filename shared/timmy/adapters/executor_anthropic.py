@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from timmy.adapters.executor_http import ApiKey, post_json, token_count
+from timmy.metering import TokenUsage
 from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
-from timmy.pricing.service import TokenUsage
 
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"

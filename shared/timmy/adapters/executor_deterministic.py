@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 
+from timmy.metering import TokenUsage
 from timmy.ports.executor import EmptyOutput, ExecutionResult
 from timmy.pricing.catalogue import default_catalogue
-from timmy.pricing.service import TokenUsage
 from timmy.pricing.tokens import FRAMING_TOKENS, input_tokens_upper_bound, utf8_bytes_max
 
 

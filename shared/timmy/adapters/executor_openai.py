@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from timmy.adapters.executor_http import ApiKey, post_json, token_count
+from timmy.metering import TokenUsage
 from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
-from timmy.pricing.service import TokenUsage
 
 PROVIDER = "openai"
 MaxTokensField = Literal["max_completion_tokens", "max_tokens"]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from timmy.free_tier import Decision, FreeTierService, PoolStatus
 from timmy.identity.caller import Caller
-from timmy.pricing import Estimate, PricingService
+from timmy.metering import Estimate
+from timmy.pricing import PricingService
 
 
 @dataclass(frozen=True)

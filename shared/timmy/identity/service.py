@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from timmy.adapters.dynamodb_updates import ITEM_ABSENT, update_action
 from timmy.clock import Clock, iso
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import InvalidInput, Unauthorized
@@ -17,6 +16,7 @@ from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, Verifie
 from timmy.identity.nostr import npub_from_hex
 from timmy.identity.tiers import Profile, profile_key, record_paid_action
 from timmy.identity.tokens import TokenSigner
+from timmy.ledger.updates import ITEM_ABSENT, update_action
 from timmy.ports.store import Store
 
 # An event id is remembered a little longer than the window in which it could be accepted, so

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from timmy.adapters.dynamodb_updates import update_action
 from timmy.config import TIERS, Settings, Tier
 from timmy.identity.nostr import HEX32
+from timmy.ledger.updates import update_action
 
 SECONDS_PER_DAY = 86_400
 PROFILE_SK = "PROFILE"

@@ -61,6 +61,7 @@ class Job:
     eval_hash: str | None = None  # the eval fee's invoice (EVAL_FEE_SATS)
     topup_hash: str | None = None
     reserved_sats: int = 0  # the pool hold actually taken (free: at decision; partial: at payment)
+    reservation: dict[str, Any] | None = None  # that hold as taken (Reservation.as_item): the grant settles it unread
     result: str | None = None
     absorbed_sats: int = 0
     charged_sats: int = 0
@@ -94,7 +95,17 @@ class Job:
             "payer": self.payer,
             "created_at": decimal_seconds(self.created_at),
         }
-        for name in ("pubkey", "refund_address", "invoice_hash", "eval_hash", "topup_hash", "result", "failure", "refund_payout_id"):
+        for name in (
+            "pubkey",
+            "refund_address",
+            "invoice_hash",
+            "eval_hash",
+            "topup_hash",
+            "reservation",
+            "result",
+            "failure",
+            "refund_payout_id",
+        ):
             if getattr(self, name) is not None:
                 item[name] = getattr(self, name)
         if self.status is JobStatus.EXECUTING:
@@ -123,6 +134,7 @@ class Job:
             eval_hash=item.get("eval_hash"),
             topup_hash=item.get("topup_hash"),
             reserved_sats=int(item.get("reserved_sats", 0)),
+            reservation=dict(item["reservation"]) if item.get("reservation") else None,
             result=item.get("result"),
             absorbed_sats=int(item.get("absorbed_sats", 0)),
             charged_sats=int(item.get("charged_sats", 0)),

@@ -1,6 +1,5 @@
 """The invariant checker of contract section 4: its six invariants and a seventh, `well_formed` (every
-ledger item readable), over the whole table, each reported by
-name with the ids that break it. `GET /api/admin/audit` runs it, and so do the tests after every
+ledger item readable), over the whole table, each reported by name with the ids that break it. `GET /api/admin/audit` runs it, and so do the tests after every
 test that touches the ledger."""
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 
 from timmy.errors import TransactionCancelled
 from timmy.ledger.model import Account, Transfer, TransferCode, TransferState, account_key, must_not_overdraw
+from timmy.ports.store import Store
 
 TRANSACT_GET_MAX = 100  # DynamoDB's limit on one TransactGetItems
 
@@ -256,7 +256,7 @@ class Recheck:
 
 
 def audit_store(
-    store: Any,
+    store: Store,
     rounds_max: int = RECHECK_ROUNDS_MAX,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AuditReport:
@@ -351,7 +351,7 @@ def _suspect_key(name: str, offender: str) -> tuple[str, str] | None:
     return None
 
 
-def _snapshot(store: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]] | None:
+def _snapshot(store: Store, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]] | None:
     """The items as one snapshot, or None (too many for one, or write transactions kept conflicting)."""
     if len(keys) > TRANSACT_GET_MAX:
         return None

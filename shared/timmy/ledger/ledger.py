@@ -30,6 +30,7 @@ from timmy.ledger.model import (
     require_sats,
     transfer_key,
 )
+from timmy.ports.store import Store
 
 TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
 CONFLICT_RETRIES_MAX = 6
@@ -374,7 +375,7 @@ def _account_update(account_id: str, delta: Account) -> dict[str, Any]:
 class Ledger:
     """Commits batches and answers reads of accounts and transfers."""
 
-    def __init__(self, store: Any, clock: Clock, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, store: Store, clock: Clock, sleep: Callable[[float], None] = time.sleep):
         self.store = store
         self.clock = clock
         self._sleep = sleep

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from timmy.errors import TimmyError
-from timmy.pricing.service import Estimate
+from timmy.metering import Estimate
 
 
 class RefusalReason(StrEnum):

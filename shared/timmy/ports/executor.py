@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from timmy.pricing.service import TokenUsage
+from timmy.metering import TokenUsage
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,11 @@ class Store(Protocol):
         """Items by (pk, sk); missing ones are absent from the answer."""
         ...
 
+    def transact_get(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Item]:
+        """Up to 100 items as one snapshot (serializable against write transactions); missing ones
+        are absent. Raises `TransactionCancelled` when a write transaction was in flight on one."""
+        ...
+
     def put(self, item: Mapping[str, Any], condition: str | None = None, values: Mapping[str, Any] | None = None) -> bool:
         """Put `item`; with a condition, False (and nothing written) when it fails."""
         ...

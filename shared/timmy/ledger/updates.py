@@ -1,5 +1,6 @@
-"""Typed DynamoDB write actions for `Store.transact` and `Store.put`: the expression text is
-written here, not by use cases (no boto3 import, so the domain may build actions cheaply).
+"""Typed write actions for `Store.transact` and `Store.put` that move no sats (an identity's
+profile and paid history): like the ledger's own, their expression text is written here, in the
+ledger, never by a use case (no boto3 import, so the domain builds them cheaply).
 
 Every attribute goes through a name placeholder, so reserved words (`day`, `type`) need no care.
 """

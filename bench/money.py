@@ -1,10 +1,19 @@
 """Jobs and sessions on the local stack's parts, in process: DynamoDB Local, moto's SQS, the
 simulated Lightning node, the real handlers (issues 12 and 13).
 
-Prints: `POST /api/jobs` latency on the free path; POST → complete of a free job with the
-deterministic executor (goal ≤ 250 ms p50); DynamoDB calls and consumed capacity of a whole free
-job, a whole paid job and a session request (free and paid) beside the fewest calls the flow could
-make; quoted ÷ charged sats on bench/prompts.jsonl when the output reaches its cap (goal ≤ 1.25×).
+Part 1, through `make run` itself (`python -m local.run`, as bench/settlement.py starts it): an
+elite identity's free jobs one after another, each timed as a client sees it: `POST /api/jobs`, then
+`GET /api/jobs/{id}` every POLL_SECONDS until `complete` — the poller's long poll, the worker in its
+execution environment, the deterministic executor, the ledger (goal ≤ 250 ms p50).
+
+Part 2, in process (an environment's store counters are out of reach): DynamoDB calls and consumed
+capacity of a whole free job, a whole paid job and a session request (free and paid) beside the
+fewest calls the flow could make; session request latency; quoted ÷ charged sats on
+bench/prompts.jsonl when the output reaches its cap (goal ≤ 1.25×).
+
+The first measure of POST → complete (1.6 s) was this script's own wait: it drained the work queue
+until a receive came back empty, and an empty receive is a whole 1 s long poll. A job is complete
+long before; the stack's own poller hands a message over as soon as moto's long poll wakes on it.
 Run: `make bench` or `.venv/bin/python bench/money.py`.
 """
 
@@ -47,6 +56,8 @@ from timmy.pricing.service import TokenUsage  # noqa: E402
 from timmy_http.services import reset_services  # noqa: E402
 
 RUNS = 30
+POLL_SECONDS = 0.005
+COMPLETE_SECONDS_MAX = 30
 JOB = {"request": "Write a haiku about the sea", "model": "claude-sonnet-4-5", "max_output_tokens": 4000}
 # The fewest DynamoDB calls each flow could make: one read to decide, one transaction per phase.
 MINIMUM_CALLS = {"free job": 4, "paid job": 6, "session request (free)": 3, "session request (paid)": 3}
@@ -56,7 +67,48 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:7.1f} ms"
 
 
+def through_make_run() -> None:
+    """POST → complete of free jobs on `python -m local.run`, as a client sees it."""
+    from bench.settlement import LocalRun
+
+    stack = LocalRun()
+    try:
+        stack.wait_ready()
+        keys = Keys.generate()
+        admin = {"authorization": "Bearer local-admin-key"}
+        assert stack.call("PUT", f"/api/admin/identities/{keys.pubkey}", {"tier": "elite"}, admin)[0] == 200
+        stack.call("POST", "/api/admin/pool/topup", {"amount_sats": 10_000_000, "note": "bench"}, admin)
+        url = f"http://127.0.0.1:{stack.port}/api/identity/token"
+        status, token = stack.call("POST", "/api/identity/token", None, {"authorization": keys.nip98_header(url, "POST")})
+        assert status == 200, token
+        bearer = {"authorization": f"Bearer {token['token']}"}
+        post_times: list[float] = []
+        complete_times: list[float] = []
+        for run in range(RUNS + 1):
+            started = time.perf_counter()
+            status, created = stack.call("POST", "/api/jobs", JOB, bearer)
+            posted = time.perf_counter() - started
+            assert status == 202, created
+            while stack.call("GET", f"/api/jobs/{created['job_id']}")[1]["status"] != "complete":
+                if time.perf_counter() - started > COMPLETE_SECONDS_MAX:
+                    raise SystemExit(f"job {created['job_id']} not complete within {COMPLETE_SECONDS_MAX} s")
+                time.sleep(POLL_SECONDS)
+            if run:  # the first pays the cold starts of the jobs and worker functions
+                post_times.append(posted)
+                complete_times.append(time.perf_counter() - started)
+        print(
+            f"make run: POST /api/jobs (free path)          p50 {ms(median(post_times))}   max {ms(max(post_times))}   ({RUNS} runs, warm)"
+        )
+        print(
+            f"make run: POST -> complete (free, worker)     p50 {ms(median(complete_times))}   max {ms(max(complete_times))}"
+            f"   (goal <= 250 ms p50; GET every {POLL_SECONDS * 1000:.0f} ms)"
+        )
+    finally:
+        stack.stop()
+
+
 def main() -> None:
+    through_make_run()
     dynamodb = DynamoDBLocal().start()
     sqs = LocalSQS(visibility_timeout_seconds=1, name_prefix=f"bench{uuid.uuid4().hex[:6]}-").start()
     try:
@@ -76,12 +128,11 @@ def main() -> None:
         bearer = {"authorization": f"Bearer {services.identity.issue_token(keys.pubkey).token}"}
         usage = services.store.usage  # type: ignore[attr-defined]
 
-        def drain(queue: str) -> None:
-            while poller.poll_once(mappings[queue]):
-                pass
+        def work() -> None:
+            """Deliver the job's one work message (not waiting on a 1 s empty long poll after it)."""
+            assert poller.poll_once(mappings["WorkQueue"]) == 1
 
         post_times: list[float] = []
-        complete_times: list[float] = []
         calls: dict[str, list[tuple[float, ...]]] = {}
         for _ in range(RUNS):
             before = usage.snapshot()
@@ -89,18 +140,18 @@ def main() -> None:
             created = api.post("/api/jobs", json_body=JOB, headers=bearer)
             post_times.append(time.perf_counter() - started)
             assert created.status == 202, created.body
-            drain("WorkQueue")
-            complete_times.append(time.perf_counter() - started)
-            assert services.jobs.require(created.json["job_id"]).status.value == "complete"
+            work()
             calls.setdefault("free job", []).append(tuple(a - b for a, b in zip(usage.snapshot(), before, strict=True)))
+            assert services.jobs.require(created.json["job_id"]).status.value == "complete"
 
         for _ in range(5):
             before = usage.snapshot()
             created = api.post("/api/jobs", json_body=JOB)
             services.lightning.settle(created.json["invoice"]["payment_hash"], notify=False)  # type: ignore[attr-defined]
             services.invoices.settle(created.json["invoice"]["payment_hash"])
-            drain("WorkQueue")
+            work()
             calls.setdefault("paid job", []).append(tuple(a - b for a, b in zip(usage.snapshot(), before, strict=True)))
+            assert services.jobs.require(created.json["job_id"]).status.value == "complete"
 
         session_times: dict[str, list[float]] = {}
         for label, headers in (("session request (free)", bearer), ("session request (paid)", None)):
@@ -116,10 +167,7 @@ def main() -> None:
                 assert answer.status == 200, answer.body
                 calls.setdefault(label, []).append(tuple(a - b for a, b in zip(usage.snapshot(), before, strict=True)))
 
-        print(f"POST /api/jobs (free path)          p50 {ms(median(post_times))}   max {ms(max(post_times))}   ({RUNS} runs)")
-        print(
-            f"POST -> complete (free, worker)     p50 {ms(median(complete_times))}   max {ms(max(complete_times))}   (goal <= 250 ms p50)"
-        )
+        print(f"\nin process: POST /api/jobs (free path)   p50 {ms(median(post_times))}   max {ms(max(post_times))}   ({RUNS} runs)")
         for label, times in session_times.items():
             print(f"{label:<35} p50 {ms(median(times))}   max {ms(max(times))}")
         print("\nDynamoDB per operation (median): calls, write capacity, read capacity (DynamoDB Local's figures)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,32 @@ class Reservation:
             transfer.meta["tier"],
             transfer.expires_at or 0.0,
             float(decimal_seconds(transfer.created_at)),
+        )
+
+    def as_item(self) -> dict[str, Any]:
+        """The reservation as its owner stores it (a job's row), to settle it later without a read."""
+        return {
+            "transfer_id": self.transfer_id,
+            "pubkey": self.pubkey,
+            "request_hash": self.request_hash,
+            "amount_sats": self.amount_sats,
+            "day": self.day,
+            "tier": self.tier,
+            "expires_at": decimal_seconds(self.expires_at),
+            "reserved_at": decimal_seconds(self.reserved_at),
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Reservation:
+        return cls(
+            str(item["transfer_id"]),
+            str(item["pubkey"]),
+            str(item["request_hash"]),
+            int(item["amount_sats"]),
+            str(item["day"]),
+            str(item["tier"]),
+            float(item["expires_at"]),
+            float(item["reserved_at"]),
         )
 
     def hold(self) -> Transfer:

@@ -63,6 +63,7 @@ class Job(Row):
     eval_hash: str | None = None  # the eval fee's invoice (EVAL_FEE_SATS)
     topup_hash: str | None = None
     reserved_sats: int = 0  # the pool hold actually taken (free: at decision; partial: at payment)
+    reservation: dict[str, Any] | None = None  # that hold as taken (Reservation.as_item): the grant settles it unread
     result: str | None = None
     absorbed_sats: int = 0
     charged_sats: int = 0

@@ -26,6 +26,7 @@ from typing import Any
 from timmy.clock import Clock, iso
 from timmy.config import Settings
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
+from timmy.free_tier import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
 from timmy.ledger import Ledger
@@ -139,7 +140,9 @@ class Jobs:
         )
         batch = self.ledger.batch()
         if reservation is not None and reservation.amount_sats >= estimate.sats:
-            job = replace(base, status=JobStatus.EXECUTING, reserved_sats=reservation.amount_sats, serve="free")
+            job = replace(
+                base, status=JobStatus.EXECUTING, reserved_sats=reservation.amount_sats, reservation=reservation.as_item(), serve="free"
+            )
             batch.put_once(f"job:{job_id}", job.item())
             self.ledger.commit(batch)
             self.work_queue.send({"type": JOB_EXECUTE, "job_id": job_id})
@@ -195,17 +198,17 @@ class Jobs:
             return
         if invoice.payment_hash != (job.topup_hash if job.status is JobStatus.AWAITING_TOPUP else job.invoice_hash):
             return  # another of the job's invoices (the eval fee's, redelivered): it does not start the work
-        held = 0
+        held, taken = 0, None
         if job.serve == "partial" and job.status is JobStatus.AWAITING_PAYMENT:
             caller = Caller(job.pubkey or "", job.tier)  # type: ignore[arg-type]
             reservation = self.free_tier.reserve_partial_grant(caller, job.job_id, job.absorb_sats)
-            held = reservation.amount_sats if reservation else 0
+            held, taken = (reservation.amount_sats, reservation.as_item()) if reservation else (0, None)
             if held < job.absorb_sats:
-                self._ask_for_shortfall(job, held)
+                self._ask_for_shortfall(job, held, taken)
                 return
         elif job.status is JobStatus.AWAITING_TOPUP:
-            held = job.reserved_sats
-        self._start(job, held)
+            held, taken = job.reserved_sats, job.reservation
+        self._start(job, held, taken)
 
     def _eval_paid(self, job: Job) -> None:
         """The eval fee is charged from the escrow and the work's invoice issued, in one transaction."""
@@ -221,20 +224,20 @@ class Jobs:
         with contextlib.suppress(ConditionFailed):  # a twin moved it first; this invoice was never shown
             self.ledger.commit(batch)
 
-    def _ask_for_shortfall(self, job: Job, held: int) -> None:
+    def _ask_for_shortfall(self, job: Job, held: int, reservation: dict[str, Any] | None) -> None:
         shortfall = job.absorb_sats - held
         invoice = self.invoices.issue(self.kind, job.job_id, shortfall, TOPUP_MEMO.format(job_id=job.job_id), job.base_url)
         batch = self.ledger.batch()
         self.invoices.add(batch, invoice)
-        self._move(batch, job, JobStatus.AWAITING_TOPUP, reserved_sats=held, topup_hash=invoice.payment_hash)
+        self._move(batch, job, JobStatus.AWAITING_TOPUP, reserved_sats=held, reservation=reservation, topup_hash=invoice.payment_hash)
         try:
             self.ledger.commit(batch)
         except ConditionFailed:
             return  # a twin asked first; this invoice was never shown to anyone
 
-    def _start(self, job: Job, held: int) -> None:
+    def _start(self, job: Job, held: int, reservation: dict[str, Any] | None) -> None:
         batch = self.ledger.batch()
-        self._move(batch, job, JobStatus.EXECUTING, reserved_sats=held)
+        self._move(batch, job, JobStatus.EXECUTING, reserved_sats=held, reservation=reservation)
         _count_unpaid(batch, job, -1)
         try:
             self.ledger.commit(batch)
@@ -309,7 +312,10 @@ class Jobs:
     def _grant(self, job: Job, absorbed: int) -> int:
         assert job.pubkey is not None
         try:
-            return self.free_tier.record_grant(job.pubkey, job.job_id, absorbed, job.reserved_sats, paid_for=job.job_id).absorbed_sats
+            reservation = Reservation.from_item(job.reservation) if job.reservation else None  # settled unread: one round trip
+            return self.free_tier.record_grant(
+                job.pubkey, job.job_id, absorbed, job.reserved_sats, paid_for=job.job_id, reservation=reservation
+            ).absorbed_sats
         except AlreadyApplied:  # a redelivered message priced the work again: the first grant stands
             hold = self.ledger.require_transfer(_subsidy_id(job))
             return hold.effective_posted_sats

@@ -353,12 +353,23 @@ class Sessions(OwnerDefaults):
             str(bolt11),
             available,
         )
-        batch = self.ledger.batch()
-        batch.count(
-            totals_key(session.session_id), {"type": "session_totals"}, refunded_sats=available if payout.status.value == "succeeded" else 0
-        )
-        self.ledger.commit(batch)
+        if payout.status.value == "succeeded":
+            self._count_refund(session.session_id, payout)
         return payout
+
+    def _count_refund(self, session_id: str, payout: PayoutRecord) -> None:
+        """Add a paid-out close to the totals once per payout: a twin close (the same invoice, sent
+        again while the first ran) is answered the same payout and must not count it again."""
+        row_id = f"session-refund:{payout.payout_id}"
+        batch = self.ledger.batch()
+        pk, _ = session_key(session_id)
+        batch.put_once(row_id, {"pk": pk, "sk": f"REFUND#{payout.payout_id}", "type": "session_refund", "amount_sats": payout.amount_sats})
+        batch.count(totals_key(session_id), {"type": "session_totals"}, refunded_sats=payout.amount_sats)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if not failed.lost(Limit.ROW_EXISTS, row_id):
+                raise
 
     def _reload(self, session_id: str) -> Session:
         item = self.store.get(*session_key(session_id))

@@ -47,6 +47,28 @@ def test_a_free_job_is_reserved_at_once_worked_and_granted_its_actual_cost(lab: 
     assert any(t.startswith("subsidy:") for t in done["receipt"]["transfer_ids"])
 
 
+def test_the_worker_settles_a_free_or_partial_grant_in_three_round_trips(lab: Lab) -> None:
+    """The job row keeps the reservation as taken, so the grant settles it without reading it:
+    read the job, post the grant, book the charge and complete — 3 DynamoDB calls, not 4."""
+    usage = lab.services.store.usage  # type: ignore[attr-defined]
+    free = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    assert free.status == 202, free.body
+    before = usage.snapshot()[0]
+    assert lab.poller.poll_once(lab.work) == 1
+    assert usage.snapshot()[0] - before == 3
+    assert job(lab, free.json["job_id"])["absorbed_sats"] > 0
+
+    partial = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=bearer(lab, TRUSTED, "trusted"))
+    assert partial.json["free_tier"]["serve"] == "partial"
+    lab.node.settle(partial.json["invoice"]["payment_hash"])
+    lab.services.invoices.settle(partial.json["invoice"]["payment_hash"])  # reserves the grant at payment time
+    before = usage.snapshot()[0]
+    assert lab.poller.poll_once(lab.work) == 1
+    assert usage.snapshot()[0] - before == 3
+    done = job(lab, partial.json["job_id"])
+    assert done["status"] == "complete" and 0 < done["absorbed_sats"] <= partial.json["free_tier"]["absorb_sats"]
+
+
 def test_a_gate_job_is_paid_charged_its_actual_cost_and_refunded_the_rest_once(lab: Lab) -> None:
     pool = lab.pool_sats()
     created = lab.api.post("/api/jobs", json_body=BODY)

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
-from timmy.errors import PaymentRequired
+from timmy.errors import Conflict, PaymentRequired
 from timmy.identity.signer import Keys
 from timmy.ledger.model import POOL, TransferCode, session_account
 from timmy.ports.executor import ExecutionFailed, ExecutionResult
@@ -237,3 +239,238 @@ def test_an_idle_session_with_a_refund_address_is_closed_and_refunded_by_the_swe
     assert lab.services.sessions.sweep_idle() == 1
     after = status(lab, session_id, token)
     assert after["status"] == "closed" and after["balance_sats"] == 0 and after["totals"]["refunded_sats"] == 150
+
+
+class Recording:
+    """Work that takes `seconds` and records when it started and ended (monotonic)."""
+
+    def __init__(self, seconds: float, usage: TokenUsage = TokenUsage(50, 400)):
+        self.seconds, self.usage = seconds, usage
+        self.spans: list[tuple[float, float]] = []
+        self.lock = threading.Lock()
+
+    def run(self, request: str, model: str, max_output_tokens: int) -> ExecutionResult:
+        started = time.monotonic()
+        time.sleep(self.seconds)
+        with self.lock:
+            self.spans.append((started, time.monotonic()))
+        return ExecutionResult("an answer", self.usage)
+
+
+def real_waits(lab: Lab) -> None:
+    """The close's bounded wait on the lab's fixed clock: each poll sleeps and moves the clock."""
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+        lab.clock.advance(seconds)
+
+    lab.services.sessions._sleep = sleep
+
+
+def test_close_called_twice_concurrently_with_requests_and_a_top_up_pays_once(lab: Lab, lnurl: FakeLnurlServer) -> None:
+    """Routstr #394/#412/#462: two closes race six request loops and a top-up's payment. The balance
+    is paid out once; no work starts after a close returned, all paid work ended before it; every
+    request after the close is refused; charged + refunded + balance = paid in (ledger and totals)."""
+    session_id, token = open_session(lab, 3_000, refund_address=lnurl.address("dave"))
+    topup = lab.api.post(f"/api/sessions/{session_id}/topup", json_body={"amount_sats": 70}, headers=token).json["invoice"]
+    sessions = lab.services.sessions
+    real_waits(lab)
+    work = Recording(0.15)
+    lab.services.__dict__["executor"] = work
+    session = sessions.authorize(session_id, token["x-session-token"])  # read while active: its status says so
+    charged: list[int] = []
+    refused: list[tuple[float, str]] = []
+    closes: list[tuple[float, Any]] = []
+    started = threading.Event()
+    lock = threading.Lock()
+
+    def requests() -> None:
+        while True:
+            try:
+                outcome = sessions.request(session, WORK["request"], MODEL, 4000)
+            except (Conflict, PaymentRequired) as error:
+                with lock:
+                    refused.append((time.monotonic(), error.code))
+                return
+            with lock:
+                charged.append(outcome.charged_sats)
+            started.set()
+
+    def close() -> None:
+        try:
+            view, payout = sessions.close(sessions.authorize(session_id, token["x-session-token"]), None)
+            answer: Any = (view["status"], payout.amount_sats if payout else 0)
+        except Conflict as busy:  # the twin's payout holds the balance: no second payment
+            answer = busy.code
+        with lock:
+            closes.append((time.monotonic(), answer))
+
+    def pay_topup() -> None:
+        lab.node.settle(topup["payment_hash"], notify=False)
+        lab.services.invoices.settle(topup["payment_hash"])
+
+    loops = [threading.Thread(target=requests) for _ in range(6)]
+    for thread in loops:
+        thread.start()
+    assert started.wait(10)
+    racers = [threading.Thread(target=close), threading.Thread(target=close), threading.Thread(target=pay_topup)]
+    for thread in racers:
+        thread.start()
+    for thread in loops + racers:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in loops + racers)
+
+    first_closed = min(at for at, answer in closes if isinstance(answer, tuple))
+    assert all(end <= first_closed for _, end in work.spans), "paid work ran after the close"
+    assert len(work.spans) == len(charged) and all(code == "session_not_active" for _, code in refused) and len(refused) == 6
+    late = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
+    assert (late.status, late.error_code) == (409, "session_not_active")
+
+    # The top-up may have landed after the payout: it stays the user's, and a later close pays it.
+    final = lab.api.post(f"/api/sessions/{session_id}/close", json_body={}, headers=token)
+    assert final.status == 200 and final.json["balance_sats"] == 0, final.body
+    again = lab.api.post(f"/api/sessions/{session_id}/close", json_body={}, headers=token)
+    assert again.status == 200 and again.json["payout"] is None
+    payouts = lab.node.listing()["payouts"]
+    assert len({p["payment_hash"] for p in payouts}) == len(payouts)  # no invoice paid twice
+    refunded = sum(p["amount_sats"] for p in payouts)
+    account = lab.services.ledger.account(session_account(session_id))
+    assert account.credits_posted == 3_070 == sum(charged) + refunded + account.posted_balance_sats
+    totals = status(lab, session_id, token)["totals"]
+    assert (totals["charged_sats"], totals["refunded_sats"], totals["topped_up_sats"]) == (sum(charged), refunded, 3_070)
+
+
+def test_a_close_waits_for_a_live_request_within_its_bound_and_refuses_new_ones_meanwhile(lab: Lab) -> None:
+    session_id, token = open_session(lab, 500)
+    sessions = lab.services.sessions
+    sessions.settings = sessions.settings.model_copy(update={"session_close_wait_seconds": 0.3})
+    real_waits(lab)
+    work = Recording(1.5)
+    lab.services.__dict__["executor"] = work
+    session = sessions.authorize(session_id, token["x-session-token"])
+    outcomes: list[Any] = []
+    live = threading.Thread(target=lambda: outcomes.append(sessions.request(session, WORK["request"], MODEL, 4000)))
+    live.start()
+    while not lab.services.ledger.account(session_account(session_id)).debits_pending:
+        time.sleep(0.02)
+    invoice = lab.node.wallet_invoice(500).bolt11
+    asked = time.monotonic()
+    busy = lab.api.post(f"/api/sessions/{session_id}/close", json_body={"invoice": invoice}, headers=token)
+    assert (busy.status, busy.error_code) == (409, "requests_in_flight") and time.monotonic() - asked < 1.4  # bounded, not the work's 1.5 s
+    refused = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
+    assert (refused.status, refused.error_code) == (409, "session_not_active")  # closing: no new hold
+    live.join(10)
+    (outcome,) = outcomes  # the live request finished and was charged as usual
+    assert outcome.charged_sats > 0 and outcome.balance_sats == 500 - outcome.charged_sats
+    closed = lab.api.post(
+        f"/api/sessions/{session_id}/close", json_body={"invoice": lab.node.wallet_invoice(outcome.balance_sats).bolt11}, headers=token
+    )
+    assert closed.status == 200 and closed.json["payout"]["amount_sats"] == outcome.balance_sats and closed.json["status"] == "closed"
+
+
+def test_two_closes_with_one_invoice_pay_and_count_the_refund_once(lab: Lab) -> None:
+    """A client retrying a close (same invoice) while the first is still running: both see the same
+    balance, the second finds the first's payout already paid. One payment, one refund in the totals."""
+    session_id, token = open_session(lab, 200)
+    sessions = lab.services.sessions
+    payouts = sessions._payouts
+    both_decided = threading.Barrier(2)
+    first_paid = threading.Event()
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    class Twins:  # the real payouts, with the two closes' timing pinned
+        def check_invoice(self, bolt11: object, amount_sats: int) -> Any:
+            both_decided.wait(10)  # both closes computed the balance before either paid
+            return payouts().check_invoice(bolt11, amount_sats)
+
+        def pay(self, *args: Any) -> Any:
+            with lock:
+                calls.append(len(calls) + 1)
+                mine = calls[-1]
+            if mine == 2:
+                first_paid.wait(10)  # the second arrives once the first has paid
+            try:
+                return payouts().pay(*args)
+            finally:
+                first_paid.set()
+
+    sessions._payouts = lambda: Twins()
+    invoice = lab.node.wallet_invoice(200)
+    answers: list[Any] = []
+    session = sessions.authorize(session_id, token["x-session-token"])
+    racers = [threading.Thread(target=lambda: answers.append(sessions.close(session, invoice.bolt11))) for _ in range(2)]
+    for thread in racers:
+        thread.start()
+    for thread in racers:
+        thread.join(20)
+    assert [payout.status.value for _, payout in answers] == ["succeeded", "succeeded"]  # the same payout, answered twice
+    assert [p["payment_hash"] for p in lab.node.listing()["payouts"]] == [invoice.payment_hash]
+    after = status(lab, session_id, token)
+    assert after["balance_sats"] == 0 and after["totals"]["refunded_sats"] == 200
+
+
+def test_an_overrun_is_charged_its_own_estimate_and_never_spends_the_other_requests_holds(lab: Lab) -> None:
+    """Routstr #366, #520, PR #682: three requests hold the whole balance at once; one comes back far
+    over its estimate. It is charged its estimate (its hold), the other two are charged their own
+    cost from their own holds, and the balance never goes below 0."""
+    per_request = estimate(lab)
+    session_id, token = open_session(lab, per_request * 3)
+    all_held = threading.Barrier(3)
+    normal = TokenUsage(50, 400)
+
+    class OneOverruns:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def run(self, request: str, model: str, max_output_tokens: int) -> ExecutionResult:
+            with self.lock:
+                self.calls += 1
+                first = self.calls == 1
+            all_held.wait(10)  # the three holds are on the balance together
+            return ExecutionResult("an answer", TokenUsage(1_000_000, 1_000_000) if first else normal)
+
+    lab.services.__dict__["executor"] = OneOverruns()
+    sessions = lab.services.sessions
+    session = sessions.authorize(session_id, token["x-session-token"])
+    outcomes: list[Any] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(sessions.request(session, WORK["request"], MODEL, 4000))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    evaluation = lab.services.evaluator.evaluate(WORK["request"], MODEL, 4000).estimate
+    normal_cost = lab.services.pricing.actual_charge_sats(normal, MODEL, evaluation)
+    assert sorted(o.charged_sats for o in outcomes) == [normal_cost, normal_cost, per_request]
+    account = lab.services.ledger.account(session_account(session_id))
+    assert account.debits_pending == 0 and account.posted_balance_sats == per_request * 2 - normal_cost * 2 >= 0
+
+
+def test_estimates_are_upper_bounds_charged_never_above_held(lab: Lab) -> None:
+    """Over many requests (sizes, models, output caps, usage up to 3x the estimate's tokens): each
+    charge is at most its hold (the estimate), at least 1 sat, and exactly what left the balance."""
+    session_id, token = open_session(lab, 500_000)
+    sessions, ledger = lab.services.sessions, lab.services.ledger
+    session = sessions.authorize(session_id, token["x-session-token"])
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        words=st.integers(1, 300),
+        model=st.sampled_from([MODEL, "gpt-4o-mini"]),
+        max_output_tokens=st.integers(1, 8000),
+        input_factor=st.floats(0, 3),
+        output_factor=st.floats(0, 3),
+    )
+    def one(words: int, model: str, max_output_tokens: int, input_factor: float, output_factor: float) -> None:
+        request = " ".join(["sea"] * words)
+        held = lab.services.evaluator.evaluate(request, model, max_output_tokens).estimate
+        usage = TokenUsage(int(held.input_tokens * input_factor), int(held.output_tokens * output_factor))
+        lab.services.__dict__["executor"] = type("Fixed", (), {"run": lambda self, *a: ExecutionResult("an answer", usage)})()
+        before = ledger.account(session_account(session_id)).posted_balance_sats
+        outcome = sessions.request(session, request, model, max_output_tokens)
+        after = ledger.account(session_account(session_id))
+        assert 1 <= outcome.charged_sats <= held.sats
+        assert before - after.posted_balance_sats == outcome.charged_sats and after.debits_pending == 0
+
+    one()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from timmy.pricing.service import PricingService
     from timmy.sessions.service import Sessions
     from timmy.telemetry import Telemetry
+    from timmy.work import Work
 
 
 class Services:
@@ -202,16 +203,19 @@ class Services:
         return LnurlPayResolver.from_settings(self.settings)
 
     @cached_property
+    def work(self) -> Work:
+        from timmy.work import Work
+
+        return Work(self.free_tier, self.pricing, lambda: self.evaluator, lambda: self.executor)
+
+    @cached_property
     def jobs(self) -> Jobs:
         from timmy.jobs.service import Jobs
 
         return Jobs(
             self.store,
             self.ledger,
-            self.free_tier,
-            self.pricing,
-            lambda: self.evaluator,
-            lambda: self.executor,
+            self.work,
             self.invoices,
             lambda: self.payouts,
             self.work_queue,
@@ -227,10 +231,7 @@ class Services:
         return Sessions(
             self.store,
             self.ledger,
-            self.free_tier,
-            self.pricing,
-            lambda: self.evaluator,
-            lambda: self.executor,
+            self.work,
             self.invoices,
             lambda: self.payouts,
             self.identity.caller,

@@ -26,7 +26,7 @@ from typing import Any
 from timmy.clock import Clock, iso
 from timmy.config import Settings
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
-from timmy.free_tier import FreeTierService, Reservation
+from timmy.free_tier import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
 from timmy.ledger import Ledger
@@ -38,12 +38,11 @@ from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
 from timmy.payments.payouts import Payouts
-from timmy.ports.evaluator import Evaluator
-from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
 from timmy.ports.store import Store
-from timmy.pricing.service import PricingService
+from timmy.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +59,7 @@ class Jobs:
         self,
         store: Store,
         ledger: Ledger,
-        free_tier: FreeTierService,
-        pricing: PricingService,
-        evaluator: Callable[[], Evaluator],
-        executor: Callable[[], Executor],
+        work: Work,
         invoices: Invoices,
         payouts: Callable[[], Payouts],
         work_queue: Queue,
@@ -73,10 +69,8 @@ class Jobs:
     ):
         self.store = store
         self.ledger = ledger
-        self.free_tier = free_tier
-        self.pricing = pricing
-        self._evaluator = evaluator
-        self._executor = executor
+        self.work = work
+        self.free_tier = work.free_tier
         self.invoices = invoices
         self._payouts = payouts
         self.work_queue = work_queue
@@ -118,7 +112,7 @@ class Jobs:
         `source` (the client's address) counts an anonymous caller's unpaid jobs."""
         if refund_address is not None:
             parse_lightning_address(refund_address, allow_local=self.settings.lnurl_allow_local)
-        evaluation = self._evaluator().evaluate(request, model, max_output_tokens)
+        evaluation = self.work.evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
         job_id = new_owner_id()
         if caller is None and not source:
@@ -282,14 +276,12 @@ class Jobs:
             return job
         estimate = Estimate.from_dict(job.estimate)
         try:
-            result = self._executor().run(job.request, job.model, job.max_output_tokens)
-            if not result.text.strip():
-                raise EmptyOutput("the model answered with no text")
+            result = self.work.run(job.request, estimate)
         except ExecutorError as error:
             if getattr(error, "retryable", False):
                 raise
             return self.fail(job, f"{type(error).__name__}: {str(error)[:200]}")
-        actual = self.pricing.actual_charge_sats(result.usage, job.model, estimate)
+        actual = self.work.actual_charge_sats(result, estimate)
         return self._settle(job, actual, result.text)
 
     def _settle(self, job: Job, actual_sats: int, text: str) -> Job:
@@ -347,8 +339,7 @@ class Jobs:
 
     def _release(self, job: Job) -> None:
         assert job.pubkey is not None
-        with contextlib.suppress(Conflict, NotFound):  # settled or already gone: nothing is held any more
-            self.free_tier.release_reservation(job.pubkey, job.job_id)
+        self.work.release(job.pubkey, job.job_id)
 
     def _move(self, batch: Batch, job: Job, to: JobStatus, **changes: Any) -> None:
         set_ = {name: value for name, value in changes.items() if value is not None}

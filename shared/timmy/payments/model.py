@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import ClassVar, TypeVar
 
 from timmy.clock import iso
-from timmy.ledger.ledger import decimal_seconds
+from timmy.ledger.rows import Row
 
 INVOICES_OPEN_PARTITION = "INVOICES_OPEN"
 PAYOUTS_OPEN_PARTITION = "PAYOUTS_OPEN"
@@ -67,7 +67,9 @@ def payout_hash_key(payment_hash: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class InvoiceRecord:
+class InvoiceRecord(Row):
+    row_type: ClassVar[str] = "invoice"
+
     payment_hash: str
     bolt11: str
     owner_kind: str  # "donation", "job", "session"
@@ -83,44 +85,19 @@ class InvoiceRecord:
     def owner(self) -> str:
         return f"{self.owner_kind}:{self.owner_id}"
 
-    def item(self) -> dict[str, Any]:
-        pk, sk = invoice_key(self.payment_hash)
-        item: dict[str, Any] = {
-            "pk": pk,
-            "sk": sk,
-            "type": "invoice",
-            "payment_hash": self.payment_hash,
-            "bolt11": self.bolt11,
-            "owner_kind": self.owner_kind,
-            "owner_id": self.owner_id,
-            "amount_sats": self.amount_sats,
-            "created_at": decimal_seconds(self.created_at),
-            "expires_at": decimal_seconds(self.expires_at),
-            "state": self.status.value,
-            "received_sats": self.received_sats,
-        }
-        if self.status is InvoiceStatus.PENDING:
-            item["gsi1pk"], item["gsi1sk"] = INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
-        return item
+    def key(self) -> tuple[str, str]:
+        return invoice_key(self.payment_hash)
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> InvoiceRecord:
-        return cls(
-            payment_hash=item["payment_hash"],
-            bolt11=item["bolt11"],
-            owner_kind=item["owner_kind"],
-            owner_id=item["owner_id"],
-            amount_sats=int(item["amount_sats"]),
-            created_at=float(item["created_at"]),
-            expires_at=float(item["expires_at"]),
-            status=InvoiceStatus(item["state"]),
-            received_sats=int(item.get("received_sats", 0)),
-            paid_at=float(item["paid_at"]) if item.get("paid_at") is not None else None,
-        )
+    def index_entry(self) -> tuple[str, str] | None:
+        if self.status is not InvoiceStatus.PENDING:
+            return None
+        return INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
 
 
 @dataclass(frozen=True)
-class PayoutRecord:
+class PayoutRecord(Row):
+    row_type: ClassVar[str] = "payout"
+
     payout_id: str
     owner: str  # what the payout is for: "refund:job:<id>", "session:<id>", …
     debit_account_id: str  # the account the sats were owed from (a hold on it while paying)
@@ -143,40 +120,10 @@ class PayoutRecord:
         """The status a caller reads: `pending` while the outcome is unknown, then `paid` or `failed`."""
         return {PayoutStatus.PAYING: "pending", PayoutStatus.SUCCEEDED: "paid", PayoutStatus.FAILED: "failed"}[self.status]
 
-    def item(self) -> dict[str, Any]:
-        pk, sk = payout_key(self.payout_id)
-        item: dict[str, Any] = {
-            "pk": pk,
-            "sk": sk,
-            "type": "payout",
-            "payout_id": self.payout_id,
-            "owner": self.owner,
-            "debit_account_id": self.debit_account_id,
-            "bolt11": self.bolt11,
-            "payment_hash": self.payment_hash,
-            "amount_sats": self.amount_sats,
-            "fee_limit_sats": self.fee_limit_sats,
-            "created_at": decimal_seconds(self.created_at),
-            "state": self.status.value,
-            "fee_sats": self.fee_sats,
-        }
-        if self.status is PayoutStatus.PAYING:
-            item["gsi1pk"], item["gsi1sk"] = PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"
-        return item
+    def key(self) -> tuple[str, str]:
+        return payout_key(self.payout_id)
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> PayoutRecord:
-        return cls(
-            payout_id=item["payout_id"],
-            owner=item["owner"],
-            debit_account_id=item["debit_account_id"],
-            bolt11=item["bolt11"],
-            payment_hash=item["payment_hash"],
-            amount_sats=int(item["amount_sats"]),
-            fee_limit_sats=int(item["fee_limit_sats"]),
-            created_at=float(item["created_at"]),
-            status=PayoutStatus(item["state"]),
-            fee_sats=int(item.get("fee_sats", 0)),
-            failure_reason=item.get("failure_reason"),
-            resolved_at=float(item["resolved_at"]) if item.get("resolved_at") is not None else None,
-        )
+    def index_entry(self) -> tuple[str, str] | None:
+        if self.status is not PayoutStatus.PAYING:
+            return None
+        return PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"

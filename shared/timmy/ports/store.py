@@ -41,13 +41,12 @@ class Store(Protocol):
         pk: str,
         *,
         index: str | None = None,
-        sk_prefix: str | None = None,
         sk_max: str | None = None,
         limit: int | None = None,
         start_key: Mapping[str, Any] | None = None,
-        forward: bool = True,
     ) -> tuple[list[Item], Item | None]:
-        """One page of a partition, and the key to continue from."""
+        """One page of a partition (of the table or of `index`), oldest sort key first, up to `sk_max`
+        when given, and the key to continue from."""
         ...
 
     def scan(self) -> Iterator[Item]:

@@ -23,25 +23,24 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from timmy.clock import Clock, iso
 from timmy.config import Settings
 from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
-from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
+from timmy.ledger.rows import Row
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord
 from timmy.payments.payouts import Payouts
-from timmy.ports.evaluator import Evaluator
-from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.store import Store
-from timmy.pricing.service import PricingService
+from timmy.work import Work
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +59,20 @@ def totals_key(session_id: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class Session:
+class Session(Row):
+    row_type: ClassVar[str] = "session"
+
     session_id: str
-    status: str
+    status: str  # awaiting_payment → active → closing → closed; expired when never paid
     token_hash: str
     pubkey: str | None
     refund_address: str | None
     created_at: float
-    base_url: str
+    base_url: str = ""
+    last_used_at: float | None = None
+
+    def key(self) -> tuple[str, str]:
+        return session_key(self.session_id)
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,7 @@ class Sessions(OwnerDefaults):
         self,
         store: Store,
         ledger: Ledger,
-        free_tier: FreeTierService,
-        pricing: PricingService,
-        evaluator: Callable[[], Evaluator],
-        executor: Callable[[], Executor],
+        work: Work,
         invoices: Invoices,
         payouts: Callable[[], Payouts],
         caller_of: Callable[[str], Caller],
@@ -104,10 +106,8 @@ class Sessions(OwnerDefaults):
     ):
         self.store = store
         self.ledger = ledger
-        self.free_tier = free_tier
-        self.pricing = pricing
-        self._evaluator = evaluator
-        self._executor = executor
+        self.work = work
+        self.free_tier = work.free_tier
         self.invoices = invoices
         self._payouts = payouts
         self._caller_of = caller_of
@@ -124,15 +124,7 @@ class Sessions(OwnerDefaults):
         given = _hash_token(token) if isinstance(token, str) and token.startswith(TOKEN_PREFIX) else ""
         if item is None or not hmac.compare_digest(str(item["token_hash"]), given):
             raise Unauthorized("send this session's token: 'X-Session-Token: st_…'", code="invalid_session_token")
-        return Session(
-            session_id=item["session_id"],
-            status=item["state"],
-            token_hash=item["token_hash"],
-            pubkey=item.get("pubkey"),
-            refund_address=item.get("refund_address"),
-            created_at=float(item["created_at"]),
-            base_url=item.get("base_url", ""),
-        )
+        return Session.from_item(item)
 
     def view(self, session: Session) -> dict[str, Any]:
         account = self.ledger.account(session_account(session.session_id))
@@ -162,22 +154,17 @@ class Sessions(OwnerDefaults):
         invoice = self.invoices.issue(self.kind, session_id, amount, f"Timmy: session {session_id}", base_url)
         batch = self.ledger.batch()
         self.invoices.add(batch, invoice)
-        row: dict[str, Any] = {
-            "pk": session_key(session_id)[0],
-            "sk": session_key(session_id)[1],
-            "type": "session",
-            "session_id": session_id,
-            "state": "awaiting_payment",
-            "token_hash": _hash_token(token),
-            "created_at": decimal_seconds(batch.now),
-            "last_used_at": decimal_seconds(batch.now),
-            "base_url": base_url,
-        }
-        if caller is not None:
-            row["pubkey"] = caller.pubkey
-        if refund_address:
-            row["refund_address"] = refund_address.lower()
-        batch.put_once(f"session:{session_id}", row)
+        session = Session(
+            session_id=session_id,
+            status="awaiting_payment",
+            token_hash=_hash_token(token),
+            pubkey=caller.pubkey if caller is not None else None,
+            refund_address=refund_address.lower() if refund_address else None,
+            created_at=batch.now,
+            base_url=base_url,
+            last_used_at=batch.now,
+        )
+        batch.put_once(f"session:{session_id}", session.item())
         self.ledger.commit(batch)
         return self.authorize(session_id, token), token, invoice
 
@@ -235,7 +222,8 @@ class Sessions(OwnerDefaults):
     def request(self, session: Session, request: object, model: str | None, max_output_tokens: object) -> RequestOutcome:
         if session.status != "active":
             raise Conflict(f"the session is {session.status}; requests need an active session", code="session_not_active")
-        estimate = self._evaluator().evaluate(request, model, max_output_tokens).estimate
+        evaluation = self.work.evaluate(request, model, max_output_tokens)
+        estimate = evaluation.estimate
         caller = self._caller_of(session.pubkey) if session.pubkey else None
         request_id = new_owner_id()
         decision, reservation = (
@@ -280,16 +268,14 @@ class Sessions(OwnerDefaults):
         if reservation is not None and not free:
             self._release(session, request_id)  # a smaller twin hold cannot happen for a fresh id; never keep it
         try:
-            result = self._executor().run(request if isinstance(request, str) else "", estimate.model, estimate.output_tokens)
-            if not result.text.strip():
-                raise EmptyOutput("the model answered with no text")
+            result = self.work.run(evaluation.request, estimate)
         except ExecutorError as error:
             self._abandon(session, request_id, hold, free)
             raise Unavailable(f"the work failed and nothing was charged: {type(error).__name__}", code="work_failed") from None
         except BaseException:
             self._abandon(session, request_id, hold, free)
             raise
-        actual = self.pricing.actual_charge_sats(result.usage, estimate.model, estimate)
+        actual = self.work.actual_charge_sats(result, estimate)
         absorbed = 0
         if free and caller is not None and reservation is not None:
             absorbed = self.free_tier.record_grant(  # settled from the reservation held: no read first
@@ -324,8 +310,7 @@ class Sessions(OwnerDefaults):
 
     def _release(self, session: Session, request_id: str) -> None:
         if session.pubkey:
-            with contextlib.suppress(Conflict, NotFound):
-                self.free_tier.release_reservation(session.pubkey, request_id)
+            self.work.release(session.pubkey, request_id)
 
     # --- close -----------------------------------------------------------------------------------
 
@@ -390,15 +375,7 @@ class Sessions(OwnerDefaults):
         item = self.store.get(*session_key(session_id))
         if item is None:
             raise NotFound("no such session", code="session_not_found")
-        return Session(
-            item["session_id"],
-            item["state"],
-            item["token_hash"],
-            item.get("pubkey"),
-            item.get("refund_address"),
-            float(item["created_at"]),
-            item.get("base_url", ""),
-        )
+        return Session.from_item(item)
 
     # --- the sweeper -----------------------------------------------------------------------------
 

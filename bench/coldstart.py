@@ -63,7 +63,17 @@ FIRST_REQUEST = {
 }
 
 # Imports a handler defers to the one route that uses them: (module, the route that pays for it).
-LAZY: dict[str, list[tuple[str, str]]] = {}
+LAZY: dict[str, list[tuple[str, str]]] = {
+    "estimate": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
+    "jobs": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
+    "sessions": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
+    "identity": [("timmy.identity.nip98", "every route but a refusal (timmy_http.caller)")],
+    "admin": [
+        ("timmy.ledger.invariants", "GET /api/admin/audit"),
+        ("timmy.identity.nostr", "PUT /api/admin/identities/{pubkey}"),
+        ("timmy.identity.service", "PUT /api/admin/identities/{pubkey}"),
+    ],
+}
 
 CHILD = """
 import json, sys, time

@@ -13,9 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from timmy.config import Tier
 from timmy.errors import InvalidInput
-from timmy.identity.nostr import PUBKEY_PATTERN, parse_pubkey
-from timmy.identity.service import UNSET
-from timmy.ledger.invariants import audit_store
+from timmy.pubkey import PUBKEY_PATTERN
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.auth import require_admin
 from timmy_http.fields import WholeNumber
@@ -41,6 +39,8 @@ class PoolTopup(BaseModel):
 
 @app.get("/api/admin/audit", summary="Run the ledger's invariant checks (contract section 4)")
 def audit() -> dict[str, Any]:
+    from timmy.ledger.invariants import audit_store  # this route only (see bench/coldstart.py)
+
     return audit_store(services().store).as_dict()
 
 
@@ -105,6 +105,9 @@ def put_identity(
     pubkey: Annotated[str, Path(description="64 hex digits or an npub", json_schema_extra={"pattern": PUBKEY_PATTERN})],
     body: IdentityControls,
 ) -> dict[str, Any]:
+    from timmy.identity.nostr import parse_pubkey  # this route only (see bench/coldstart.py)
+    from timmy.identity.service import UNSET
+
     given = body.model_fields_set
     if "blocked" in given and body.blocked is None:
         raise InvalidInput("'blocked' is true or false", code="invalid_blocked")

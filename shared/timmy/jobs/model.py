@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from timmy.clock import iso
 from timmy.ledger.rows import Row
@@ -36,14 +36,8 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def job_key(job_id: str) -> tuple[str, str]:
-    return f"JOB#{job_id}", "JOB"
-
-
 @dataclass(frozen=True)
-class Job(Row):
-    row_type: ClassVar[str] = "job"
-
+class Job(Row, kind="job", id_field="job_id"):
     job_id: str
     status: JobStatus
     pubkey: str | None  # None: anonymous (always gate)
@@ -74,10 +68,10 @@ class Job(Row):
     def quoted_sats(self) -> int:
         return int(self.estimate["sats"])
 
-    def key(self) -> tuple[str, str]:
-        return job_key(self.job_id)
-
     def index_entry(self) -> tuple[str, str] | None:
         if self.status is not JobStatus.EXECUTING:
             return None
         return JOBS_RUNNING_PARTITION, f"{iso(self.created_at)}#{self.job_id}"
+
+
+job_key = Job.key_of

@@ -19,30 +19,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
-from timmy.clock import Clock, iso
-from timmy.config import Settings
+from timmy.clock import iso
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
 from timmy.free_tier import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
-from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.messages import JOB_EXECUTE
 from timmy.metering import Estimate
 from timmy.payments.charges import book_paid_work
-from timmy.payments.invoices import Invoices, new_owner_id
+from timmy.payments.invoices import new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
-from timmy.payments.payouts import Payouts
 from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
-from timmy.ports.store import Store
-from timmy.work import Work
+from timmy.work import PaidWork
 
 log = logging.getLogger(__name__)
 
@@ -52,36 +47,16 @@ EVAL_MEMO = "Timmy: the eval fee of job {job_id}"
 UNPAID = (JobStatus.AWAITING_EVAL_PAYMENT, JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP)
 
 
-class Jobs:
-    kind = "job"
+@dataclass(eq=False)
+class Jobs(PaidWork):
+    kind: ClassVar[str] = "job"
 
-    def __init__(
-        self,
-        store: Store,
-        ledger: Ledger,
-        work: Work,
-        invoices: Invoices,
-        payouts: Callable[[], Payouts],
-        work_queue: Queue,
-        clock: Clock,
-        settings: Settings,
-        refund_resolver: Callable[[], Any] | None = None,
-    ):
-        self.store = store
-        self.ledger = ledger
-        self.work = work
-        self.free_tier = work.free_tier
-        self.invoices = invoices
-        self._payouts = payouts
-        self.work_queue = work_queue
-        self.clock = clock
-        self.settings = settings
-        self._refund_resolver = refund_resolver
+    work_queue: Queue
 
     # --- reads ---------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
-        item = self.store.get(*job_key(job_id))
+        item = self.ledger.item(job_key(job_id))
         return Job.from_item(item) if item else None
 
     def require(self, job_id: str) -> Job:
@@ -174,16 +149,9 @@ class Jobs:
     # --- the invoice owner (settlement's dispatch) -----------------------------------------
 
     def account_id(self, invoice: InvoiceRecord) -> str:
-        return escrow_account(invoice.owner_id)
+        return escrow_account(invoice.owner_id)  # an excess too: refundable with the rest of the escrow
 
-    def excess_account_id(self, invoice: InvoiceRecord) -> str:
-        return escrow_account(invoice.owner_id)  # refundable with the rest of the job's escrow
-
-    def transfer_code(self, invoice: InvoiceRecord) -> str:
-        return TransferCode.INVOICE_PAYMENT
-
-    def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
-        return None  # the job moves on in `paid`, which reserves the partial grant first
+    # No `book`: the job moves on in `paid`, which reserves the partial grant first.
 
     def paid(self, invoice: InvoiceRecord) -> None:
         """The next step of a paid job; idempotent (a redelivered notification runs it again)."""
@@ -352,7 +320,7 @@ class Jobs:
         """Fail the jobs whose work never finished (its messages dead-lettered, the worker killed
         every time): nothing charged, holds released, what was paid refundable. Answers how many."""
         cutoff = self.clock.now() - self.settings.job_stuck_seconds
-        items, _ = self.store.query(JOBS_RUNNING_PARTITION, index="gsi1", sk_max=f"{iso(cutoff)}#\uffff", limit=limit)
+        items, _ = self.ledger.listed(JOBS_RUNNING_PARTITION, limit, until=cutoff)
         failed = 0
         for item in items:
             job = self.get(item["job_id"])  # the index may lag: read the row itself
@@ -383,7 +351,7 @@ class Jobs:
             f"job:{job.job_id}", job_key(job.job_id), [job.status.value], job.status.value, set_={"refund_payout_id": payout_id}
         )
         self.ledger.commit(batch)
-        payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable)
+        payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable, decoded)
         return payout
 
     def refund_status(self, job: Job) -> str:
@@ -395,14 +363,15 @@ class Jobs:
 
     def _auto_refund(self, job: Job) -> None:
         """With a refund_address, pay what is refundable to it now; any failure leaves it claimable."""
-        if not job.refund_address or self._refund_resolver is None:
+        if not job.refund_address:
             return
         try:
             refundable = self.refundable_sats(job)
             if refundable <= 0:
                 return
-            resolved = self._refund_resolver().invoice_for(job.refund_address, refundable, f"Timmy refund for job {job.job_id}")
-            self.refund(job.job_id, resolved.bolt11)
+            bolt11 = self.refund_invoice(job.refund_address, refundable, f"Timmy refund for job {job.job_id}")
+            if bolt11 is not None:
+                self.refund(job.job_id, bolt11)
         except Exception as error:  # unreachable address, refused invoice, a busy backend: claimable, never lost
             log.warning("automatic refund not paid; it stays claimable", extra={"job_id": job.job_id, "error": str(error)[:200]})
 

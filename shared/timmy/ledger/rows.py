@@ -1,7 +1,9 @@
 """A use case's row on the single table, written and read from its dataclass in one place.
 
-A row is a frozen dataclass that names its key, its `type` and, while it is open, its sparse index
-entry (gsi1, which the sweepers page through). Its fields are stored under their own names, but
+A row is a frozen dataclass that names its kind and the field that identifies it, in its header
+(`class Job(Row, kind="job", id_field="job_id")`): its `type` is the kind, its key is
+`row_key(kind, id)`, one item per id. While it is open it may also name its sparse index entry
+(gsi1, which the sweepers page through). Its fields are stored under their own names, but
 `status`, which is stored as `state` (what `Batch.transition` conditions on); an absent optional
 field (None) is not stored. A float field is an instant, stored as the ledger stores instants
 (`decimal_seconds`); an enum is stored as its value. Reading converts back by the field's type, and
@@ -21,13 +23,28 @@ from timmy.ledger.ledger import decimal_seconds
 STORED_NAMES = {"status": "state"}
 
 
+def row_key(kind: str, id_: str) -> tuple[str, str]:
+    """The key of the one row of `kind` identified by `id_`: (`KIND#id`, `KIND`)."""
+    return f"{kind.upper()}#{id_}", kind.upper()
+
+
 class Row:
     """Base of a dataclass kept as one item: `item()` writes it, `from_item` reads it back."""
 
     row_type: ClassVar[str]
+    id_field: ClassVar[str]
+
+    def __init_subclass__(cls, *, kind: str, id_field: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.row_type, cls.id_field = kind, id_field
+
+    @classmethod
+    def key_of(cls, id_: str) -> tuple[str, str]:
+        """The key of the row identified by `id_`."""
+        return row_key(cls.row_type, id_)
 
     def key(self) -> tuple[str, str]:
-        raise NotImplementedError
+        return self.key_of(getattr(self, self.id_field))
 
     def index_entry(self) -> tuple[str, str] | None:
         """The (gsi1pk, gsi1sk) of an open row, listed for a sweeper; None when it is not listed."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 from timmy.clock import iso
-from timmy.ledger.rows import Row
+from timmy.ledger.rows import Row, row_key
 
 INVOICES_OPEN_PARTITION = "INVOICES_OPEN"
 PAYOUTS_OPEN_PARTITION = "PAYOUTS_OPEN"
@@ -53,22 +53,15 @@ def sources_of(transitions: dict[S, frozenset[S]], target: S) -> list[str]:
     return sorted(state.value for state, targets in transitions.items() if target in targets)
 
 
-def invoice_key(payment_hash: str) -> tuple[str, str]:
-    return f"INVOICE#{payment_hash}", "INVOICE"
-
-
-def payout_key(payout_id: str) -> tuple[str, str]:
-    return f"PAYOUT#{payout_id}", "PAYOUT"
-
-
 def payout_hash_key(payment_hash: str) -> tuple[str, str]:
     """One row per invoice Timmy pays: the same invoice is never claimed by two payouts."""
-    return f"PAYOUT_HASH#{payment_hash}", "PAYOUT_HASH"
+    return row_key("payout_hash", payment_hash)
 
 
 @dataclass(frozen=True)
-class InvoiceRecord(Row):
-    row_type: ClassVar[str] = "invoice"
+class InvoiceRecord(Row, kind="invoice", id_field="payment_hash"):
+    """An invoice Timmy issued for what its owner (`owner_kind:owner_id`) sells, as it was asked
+    and as it was paid (`received_sats`, from the backend's word)."""
 
     payment_hash: str
     bolt11: str
@@ -85,9 +78,6 @@ class InvoiceRecord(Row):
     def owner(self) -> str:
         return f"{self.owner_kind}:{self.owner_id}"
 
-    def key(self) -> tuple[str, str]:
-        return invoice_key(self.payment_hash)
-
     def index_entry(self) -> tuple[str, str] | None:
         if self.status is not InvoiceStatus.PENDING:
             return None
@@ -95,8 +85,9 @@ class InvoiceRecord(Row):
 
 
 @dataclass(frozen=True)
-class PayoutRecord(Row):
-    row_type: ClassVar[str] = "payout"
+class PayoutRecord(Row, kind="payout", id_field="payout_id"):
+    """A payment Timmy makes from what an account owes (a refund, a session's balance), claimed
+    before it is sent and resolved once: a hold on `debit_account_id` while it is paying."""
 
     payout_id: str
     owner: str  # what the payout is for: "refund:job:<id>", "session:<id>", …
@@ -120,10 +111,11 @@ class PayoutRecord(Row):
         """The status a caller reads: `pending` while the outcome is unknown, then `paid` or `failed`."""
         return {PayoutStatus.PAYING: "pending", PayoutStatus.SUCCEEDED: "paid", PayoutStatus.FAILED: "failed"}[self.status]
 
-    def key(self) -> tuple[str, str]:
-        return payout_key(self.payout_id)
-
     def index_entry(self) -> tuple[str, str] | None:
         if self.status is not PayoutStatus.PAYING:
             return None
         return PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"
+
+
+invoice_key = InvoiceRecord.key_of
+payout_key = PayoutRecord.key_of

@@ -241,14 +241,14 @@ class Sessions(PaidWork):
         actual = self.work.actual_charge_sats(result, estimate)
         absorbed = 0
         if free and caller is not None and reservation is not None:
-            absorbed = self.free_tier.record_grant(
-                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id
+            absorbed = self.free_tier.record_grant(  # settled from the reservation held: no read first
+                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id, reservation=reservation
             ).absorbed_sats
         elif decision.serve == "partial" and caller is not None and actual > 0:
             partial = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
             if partial is not None:
                 absorbed = self.free_tier.record_grant(
-                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id
+                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id, reservation=partial
                 ).absorbed_sats
         charge = max(actual - absorbed, 0)
         batch = self.ledger.batch()

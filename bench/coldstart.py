@@ -13,18 +13,26 @@ time minus the second's is what the first request pays once. Both are printed, a
 cold start a caller waits for (without Lambda's own overhead and the network: DynamoDB is local,
 secrets are environment values, the price is fixed). `--import-only` skips the requests (no Java).
 
+Every module is read from its .pyc (bench/estimate.py), as the deployed layer (shared/Makefile) and
+the runtime have them; but not the functions' own code, which SAM's python3.12 build method ships
+without. `--without-layer-bytecode` measures the layer as that method built it before
+shared/Makefile: no .pyc for anything but the standard library and the runtime's boto3 and
+s3transfer (the layer's botocore, pulled in by the X-Ray SDK, shadows the runtime's).
+
 Then each import deferred to the one route that needs it (LAZY) is timed on its own, after the
 handler's import, in a fresh interpreter: what that route's first request pays for it.
 
-Run: .venv/bin/python bench/coldstart.py [--runs N] [--import-only]
+Run: .venv/bin/python bench/coldstart.py [--runs N] [--import-only] [--without-layer-bytecode]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import sysconfig
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -33,12 +41,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from estimate import BOTO3_IMPORT, LAMBDA_ENV, ROOT, fresh_interpreter, import_seconds
+from estimate import BOTO3_IMPORT, BYTECODE_DIR, LAMBDA_ENV, ROOT, fresh_interpreter, import_seconds
 
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
 from local.template import resources  # noqa: E402
 
 GOAL = 1.3
+RUNTIME_PACKAGES = ("boto3", "s3transfer")  # the Lambda runtime's own, with their .pyc; the layer has the rest
 
 # function -> (CodeUri, handler module), read from template.yaml (every function, as deployed)
 FUNCTIONS = {
@@ -164,6 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--import-only", action="store_true", help="no first requests (DynamoDB Local needs Java)")
+    parser.add_argument(
+        "--without-layer-bytecode", action="store_true", help="the layer without .pyc files, as built before shared/Makefile"
+    )
     args = parser.parse_args()
     paths = {name: [ROOT / code_uri, ROOT / "shared"] for name, (code_uri, _) in FUNCTIONS.items()}
     events = {name: "" if args.import_only else str(ROOT / "events" / name / FIRST_REQUEST[name]) for name in FUNCTIONS}
@@ -175,13 +187,15 @@ def main() -> int:
         samples: dict[str, list[list[float]]] = {name: [] for name in FUNCTIONS}
         boto3_samples: list[float] = []
         floor_samples: list[float] = []
-        for _ in range(args.runs):
-            boto3_samples.append(import_seconds(BOTO3_IMPORT, []))
-            floor_samples.append(import_seconds(FLOOR, []))
-            for name, (_, module) in FUNCTIONS.items():
-                samples[name].append(run_child(child_code(name, module, events[name]), paths[name]))
+        with deployed_bytecode(args.without_layer_bytecode):
+            for _ in range(args.runs):
+                boto3_samples.append(import_seconds(BOTO3_IMPORT, []))
+                floor_samples.append(import_seconds(FLOOR, []))
+                for name, (_, module) in FUNCTIONS.items():
+                    samples[name].append(run_child(child_code(name, module, events[name]), paths[name]))
     boto3_ms = statistics.median(boto3_samples) * 1000
-    print(f"cold start ({args.runs} fresh interpreters each, medians; goal: import <= {GOAL}x import boto3)")
+    layer = "WITHOUT the layer's .pyc files (as built before shared/Makefile)" if args.without_layer_bytecode else "the layer's .pyc files"
+    print(f"cold start ({args.runs} fresh interpreters each, medians; {layer}; goal: import <= {GOAL}x import boto3)")
     print(f"  {'import boto3':<20} {boto3_ms:7.1f} ms")
     floor_ms = statistics.median(floor_samples) * 1000
     print(
@@ -215,6 +229,27 @@ def main() -> int:
             lazy_ms = statistics.median(run_child(code, paths[name])[0] for _ in range(args.runs))
             print(f"  {name:<20} {lazy_ms * 1000:7.1f} ms  {lazy}  ({route})")
     return 0 if worst <= GOAL else 1
+
+
+@contextmanager
+def deployed_bytecode(without_layer: bool) -> Iterator[None]:
+    """The .pyc files a deployment has: the functions' own code has none (SAM's python3.12 method);
+    without the layer's, only the standard library and the runtime's boto3 and s3transfer have them."""
+    prune = [ROOT / "functions"]
+    if without_layer:
+        site_packages = Path(sysconfig.get_paths()["purelib"])
+        prune += [ROOT / "shared", *(p for p in site_packages.iterdir() if p.name not in RUNTIME_PACKAGES)]
+    for source in prune:
+        cached = Path(BYTECODE_DIR) / source.absolute().relative_to("/")  # the path as imported, symlinks kept
+        if source.is_dir():
+            shutil.rmtree(cached, ignore_errors=True)
+        for pyc in cached.parent.glob(f"{source.stem}.*.pyc") if source.suffix == ".py" else ():
+            pyc.unlink()
+    LAMBDA_ENV["PYTHONDONTWRITEBYTECODE"] = "1"  # compiled on every import, as on a read-only /opt
+    try:
+        yield
+    finally:
+        del LAMBDA_ENV["PYTHONDONTWRITEBYTECODE"]
 
 
 def _modules_after_import(module: str, path: list[Path]) -> set[str]:

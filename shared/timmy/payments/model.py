@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from timmy.clock import iso
 from timmy.ledger.rows import Row, row_key
@@ -42,6 +42,14 @@ PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
     PayoutStatus.PAYING: frozenset({PayoutStatus.SUCCEEDED, PayoutStatus.FAILED}),
     PayoutStatus.SUCCEEDED: frozenset(),
     PayoutStatus.FAILED: frozenset(),
+}
+
+
+PayoutAnswer = Literal["pending", "paid", "failed"]
+PAYOUT_ANSWERS: dict[PayoutStatus, PayoutAnswer] = {
+    PayoutStatus.PAYING: "pending",
+    PayoutStatus.SUCCEEDED: "paid",
+    PayoutStatus.FAILED: "failed",
 }
 
 
@@ -107,9 +115,9 @@ class PayoutRecord(Row, kind="payout", id_field="payout_id"):
         return f"payout:{self.payout_id}"
 
     @property
-    def answer_status(self) -> str:
+    def answer_status(self) -> PayoutAnswer:
         """The status a caller reads: `pending` while the outcome is unknown, then `paid` or `failed`."""
-        return {PayoutStatus.PAYING: "pending", PayoutStatus.SUCCEEDED: "paid", PayoutStatus.FAILED: "failed"}[self.status]
+        return PAYOUT_ANSWERS[self.status]
 
     def index_entry(self) -> tuple[str, str] | None:
         if self.status is not PayoutStatus.PAYING:

@@ -1,7 +1,9 @@
 """The store: one table of items keyed by (pk, sk), with conditional writes and transactions.
 
-The DynamoDB adapter (`timmy.adapters.dynamodb.DynamoStore`) implements it; the ledger is its
-main user. Items are plain Python (ints for whole numbers, Decimal otherwise).
+The DynamoDB adapter (`timmy.adapters.dynamodb.DynamoStore`) implements it. The money use cases
+(the free tier, payments, jobs, sessions) read and write it only through the ledger; identity, the
+price cache and the audit use it directly. Items are plain Python (ints for whole numbers, Decimal
+otherwise).
 """
 
 from __future__ import annotations

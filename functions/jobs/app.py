@@ -73,10 +73,16 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
     return idempotent(app, "jobs", compute)
 
 
-@app.get("/api/jobs/<job_id>", summary="A job's status, result and receipt", openapi_extensions=errors(404))
+@app.get(
+    "/api/jobs/<job_id>",
+    summary="A job's status, result and receipt; while it awaits a payment, the invoice to pay",
+    openapi_extensions=errors(404),
+)
 def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs answered")]) -> dict[str, Any]:
     jobs = services().jobs
-    return jobs.view(jobs.require(job_id))
+    job = jobs.require(job_id)
+    invoice = jobs.awaited_invoice(job)  # awaiting_eval_payment → the work's invoice, awaiting_topup → the shortfall's
+    return jobs.view(job) if invoice is None else {**jobs.view(job), "invoice": invoice_view(invoice)}
 
 
 @app.post(

@@ -67,6 +67,7 @@ class Job:
     charged_sats: int = 0
     failure: str | None = None
     refund_payout_id: str | None = None
+    executing_at: float | None = None  # when the work could start (its message sent)
 
     @property
     def quoted_sats(self) -> int:
@@ -108,6 +109,8 @@ class Job:
         ):
             if getattr(self, name) is not None:
                 item[name] = getattr(self, name)
+        if self.executing_at is not None:
+            item["executing_at"] = decimal_seconds(self.executing_at)
         if self.status is JobStatus.EXECUTING:
             item["gsi1pk"], item["gsi1sk"] = JOBS_RUNNING_PARTITION, f"{iso(self.created_at)}#{self.job_id}"
         return item
@@ -139,5 +142,6 @@ class Job:
             absorbed_sats=int(item.get("absorbed_sats", 0)),
             charged_sats=int(item.get("charged_sats", 0)),
             failure=item.get("failure"),
+            executing_at=float(item["executing_at"]) if "executing_at" in item else None,
             refund_payout_id=item.get("refund_payout_id"),
         )

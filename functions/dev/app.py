@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from timmy.adapters.lightning_simulated import BEHAVIOURS, SimulatedLightning
 from timmy.errors import Conflict, InvalidInput, NotFound
 from timmy.ports.lightning import LightningError
+from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.fields import INTEGRAL, NOT_NULL
 from timmy_http.openapi import errors
@@ -69,8 +70,64 @@ class ResolveBody(BaseModel):
     succeed: StrictBool
 
 
+Seconds = int | float  # as the node stores an instant (an int stays an int)
+
+
+class PaidAnswer(Answer):
+    payment_hash: str
+    amount_sats: int
+    paid_sats: int = Field(description="what the wallet sent")
+    status: str
+
+
+class NodeInvoice(Answer):
+    payment_hash: str
+    bolt11: str
+    amount_sats: int
+    memo: str
+    owner: str
+    webhook_url: str = Field(description="without its query (the token)")
+    created_at: Seconds
+    expires_at: Seconds
+    state: str = Field(description="pending | paid | expired")
+    received_sats: int
+    paid_at: Seconds | None
+    wallet: bool = Field(description="an outside wallet's invoice (for payouts), not Timmy's")
+    behaviour: str
+
+
+class NodePayment(Answer):
+    payment_hash: str
+    bolt11: str
+    amount_sats: int
+    fee_sats: int
+    state: str
+    failure_reason: str | None
+    created_at: Seconds
+
+
+class Listing(Answer):
+    invoices: list[NodeInvoice]
+    payouts: list[NodePayment]
+
+
+class WalletInvoice(Answer):
+    bolt11: str
+    payment_hash: str
+    amount_sats: int
+    expires_at: Seconds
+
+
+class Resolved(Answer):
+    payment_hash: str
+    state: str
+
+
 @app.post(
-    "/dev/lightning/pay", summary="Pay one of Timmy's invoices as a wallet would; the webhook fires", openapi_extensions=errors(404, 409)
+    "/dev/lightning/pay",
+    summary="Pay one of Timmy's invoices as a wallet would; the webhook fires",
+    responses={200: documented(PaidAnswer, "paid")},
+    openapi_extensions=errors(404, 409),
 )
 def pay(body: PayBody) -> dict[str, Any]:
     if (body.bolt11 is None) == (body.payment_hash is None):
@@ -79,20 +136,29 @@ def pay(body: PayBody) -> dict[str, Any]:
         invoice = _node().settle(body.bolt11 or body.payment_hash or "", body.amount_sats)
     except LightningError as error:
         raise Conflict(str(error), code="not_payable") from None
-    return {"payment_hash": invoice.payment_hash, "amount_sats": invoice.amount_sats, "paid_sats": invoice.received_sats, "status": "paid"}
+    answer = {
+        "payment_hash": invoice.payment_hash,
+        "amount_sats": invoice.amount_sats,
+        "paid_sats": invoice.received_sats,
+        "status": "paid",
+    }
+    return shaped(PaidAnswer, answer)
 
 
 @app.get(
-    "/dev/lightning/invoices", summary="Every invoice and payout the simulated node knows, newest first", openapi_extensions=errors(404)
+    "/dev/lightning/invoices",
+    summary="Every invoice and payout the simulated node knows, newest first",
+    responses={200: documented(Listing, "the node's invoices and payouts")},
+    openapi_extensions=errors(404),
 )
 def listing() -> dict[str, Any]:
-    return _node().listing()
+    return shaped(Listing, _node().listing())
 
 
 @app.post(
     "/dev/lightning/invoices",
     summary="An invoice of an outside wallet, for payouts to pay (behaviour: how paying it goes)",
-    responses={201: {"description": "the wallet's invoice"}},
+    responses={201: documented(WalletInvoice, "the wallet's invoice")},
     openapi_extensions=errors(404),
 )
 def wallet_invoice(body: WalletInvoiceBody) -> Any:
@@ -105,12 +171,13 @@ def wallet_invoice(body: WalletInvoiceBody) -> Any:
         "amount_sats": invoice.amount_sats,
         "expires_at": invoice.expires_at,
     }
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=answer)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=shaped(WalletInvoice, answer))
 
 
 @app.post(
     "/dev/lightning/payouts/resolve",
     summary="Give a payout left in flight its final outcome (the sweeper then records it)",
+    responses={200: documented(Resolved, "the payment's new state")},
     openapi_extensions=errors(404),
 )
 def resolve(body: ResolveBody) -> dict[str, Any]:
@@ -118,7 +185,7 @@ def resolve(body: ResolveBody) -> dict[str, Any]:
         payment = _node().resolve_payment(body.payment_hash, body.succeed)
     except LightningError as error:
         raise NotFound(str(error), code="not_found") from None
-    return {"payment_hash": payment.payment_hash, "state": payment.state.value}
+    return shaped(Resolved, {"payment_hash": payment.payment_hash, "state": payment.state.value})
 
 
 lambda_handler = lambda_handler_for(app)

@@ -9,7 +9,6 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from timmy.free_tier import PoolStatus
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import (
@@ -27,6 +26,7 @@ from timmy_http.estimate import (
     pool,
 )
 from timmy_http.idempotency import idempotent
+from timmy_http.pool import PoolView
 from timmy_http.services import services
 
 app = create_app()
@@ -59,7 +59,7 @@ def post_estimate(body: Annotated[EstimateBody, Body()]) -> dict[str, Any]:
 
 
 @app.get("/api/pool", summary="The generosity pool: balance, reservations, today's grants and credits")
-def get_pool() -> PoolStatus:
+def get_pool() -> PoolView:
     return pool()
 
 

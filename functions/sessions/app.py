@@ -13,12 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from timmy.config import get_settings
 from timmy.payments.invoices import SATS_MAX
 from timmy.sessions.service import TOKEN_PREFIX, Session
+from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, MaxOutputTokens, ModelName, RequestText
+from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
-from timmy_http.invoices import invoice_view, payout_view
+from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
 
@@ -67,8 +68,49 @@ def _session(session_id: str) -> Session:
     return services().sessions.authorize(session_id, token)
 
 
-def _json(status: int, body: dict[str, Any]) -> Any:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+class SessionTotals(Answer):
+    topped_up_sats: int
+    charged_sats: int
+    absorbed_sats: int
+    refunded_sats: int
+    requests: int
+
+
+class SessionAnswer(Answer):
+    session_id: str
+    status: str = Field(description="awaiting_payment | active | closing | closed | expired")
+    balance_sats: int = Field(description="posted sats in the balance")
+    held_sats: int = Field(description="held by requests in flight")
+    available_sats: int = Field(description="what a request may still hold")
+    pubkey: str | None = Field(description="the identity bound at creation; null when anonymous")
+    refund_address: str | None
+    totals: SessionTotals
+
+
+class CreatedSession(SessionAnswer):
+    session_token: str = Field(description="shown once: send it as 'X-Session-Token' on every other session route")
+    invoice: InvoiceView
+
+
+class SessionTopupAnswer(Answer):
+    session_id: str
+    invoice: InvoiceView
+
+
+class RequestAnswer(Answer):
+    result: str
+    charged_sats: int
+    absorbed_sats: int
+    free_tier: FreeTierView
+    balance_sats: int
+
+
+class ClosedSession(SessionAnswer):
+    payout: PayoutView | None = Field(description="the balance paid out; null when there was none")
+
+
+def _json(status: int, model: type[Answer], body: dict[str, Any]) -> Any:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=shaped(model, body))
 
 
 _AUTH = {401: {"description": "the session token is missing or not this session's (invalid_session_token)"}}
@@ -78,7 +120,7 @@ _AUTH = {401: {"description": "the session token is missing or not this session'
     "/api/sessions",
     summary="Open a session: a token (shown once) and the invoice of its first payment",
     responses={
-        201: {"description": "awaiting_payment: pay the invoice"},
+        201: documented(CreatedSession, "awaiting_payment: pay the invoice"),
         400: {"description": "invalid input"},
         401: {"description": "bad identity credentials"},
     },
@@ -90,27 +132,31 @@ def create_session(body: Annotated[SessionBody, Body()]) -> Any:
     def compute() -> Any:
         sessions = services().sessions
         session, token, invoice = sessions.create(caller, body.amount_sats, body.refund_address, public_base_url(app))
-        return _json(201, {**sessions.view(session), "session_token": token, "invoice": invoice_view(invoice)})
+        return _json(201, CreatedSession, {**sessions.view(session), "session_token": token, "invoice": invoice_view(invoice)})
 
     return idempotent(app, "sessions", compute)
 
 
-@app.get("/api/sessions/<session_id>", summary="A session's status, balance, holds and totals", responses=_AUTH)
+@app.get(
+    "/api/sessions/<session_id>",
+    summary="A session's status, balance, holds and totals",
+    responses={200: documented(SessionAnswer, "the session"), **_AUTH},
+)
 def get_session(session_id: SessionId) -> dict[str, Any]:
-    return services().sessions.view(_session(session_id))
+    return shaped(SessionAnswer, services().sessions.view(_session(session_id)))
 
 
 @app.post(
     "/api/sessions/<session_id>/topup",
     summary="An invoice that adds to the balance",
-    responses={201: {"description": "the invoice"}, 409: {"description": "the session is closed"}, **_AUTH},
+    responses={201: documented(SessionTopupAnswer, "the invoice"), 409: {"description": "the session is closed"}, **_AUTH},
 )
 def topup_session(session_id: SessionId, body: Annotated[TopupBody, Body()]) -> Any:
     session = _session(session_id)
 
     def compute() -> Any:
         invoice = services().sessions.topup(session, body.amount_sats)
-        return _json(201, {"session_id": session.session_id, "invoice": invoice_view(invoice)})
+        return _json(201, SessionTopupAnswer, {"session_id": session.session_id, "invoice": invoice_view(invoice)})
 
     return idempotent(app, f"session-topup:{session.session_id}", compute)
 
@@ -119,7 +165,7 @@ def topup_session(session_id: SessionId, body: Annotated[TopupBody, Body()]) -> 
     "/api/sessions/<session_id>/request",
     summary="Run a request on the session: held, worked, reconciled; the result and what it cost",
     responses={
-        200: {"description": "the result, charged_sats, absorbed_sats, free_tier, balance_sats"},
+        200: documented(RequestAnswer, "the result and what it cost"),
         402: {"description": "the balance cannot hold the estimate (insufficient_balance, with the shortfall)"},
         409: {"description": "the session is not active"},
         413: {"description": "the request is over the size or token limits"},
@@ -135,6 +181,7 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
         outcome = services().sessions.request(session, body.request, body.model, body.max_output_tokens)
         return _json(
             200,
+            RequestAnswer,
             {
                 "result": outcome.result,
                 "charged_sats": outcome.charged_sats,
@@ -151,7 +198,7 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
     "/api/sessions/<session_id>/close",
     summary="Close the session: the remaining balance paid out once (to the invoice, or the refund address)",
     responses={
-        200: {"description": "closed; the payout when there was a balance"},
+        200: documented(ClosedSession, "closed; the payout when there was a balance"),
         400: {"description": "no invoice (and no refund address), or an invoice not for exactly the balance"},
         409: {"description": "requests are still running (requests_in_flight), or the invoice was used before"},
         **_AUTH,
@@ -160,7 +207,7 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
 def close_session(session_id: SessionId, body: Annotated[CloseBody, Body()]) -> dict[str, Any]:
     session = _session(session_id)
     view, payout = services().sessions.close(session, body.invoice)
-    return {**view, "payout": payout_view(payout) if payout else None}
+    return shaped(ClosedSession, {**view, "payout": payout_view(payout) if payout else None})
 
 
 lambda_handler = lambda_handler_for(app)

@@ -7,10 +7,18 @@ from typing import Any
 
 
 class TimmyError(Exception):
-    """Base of every error Timmy reports to a caller."""
+    """Base of every error Timmy reports to a caller. A subclass names its HTTP status and code
+    in its header: `class NotFound(TimmyError, status=404, code="not_found")`."""
 
     status_code = 400
     code = "bad_request"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -20,73 +28,48 @@ class TimmyError(Exception):
         self.details = details or {}
 
 
-class InvalidInput(TimmyError):
-    status_code = 400
-    code = "invalid_input"
+class InvalidInput(TimmyError, status=400, code="invalid_input"): ...
 
 
-class Unauthorized(TimmyError):
-    status_code = 401
-    code = "unauthorized"
+class Unauthorized(TimmyError, status=401, code="unauthorized"): ...
 
 
-class PaymentRequired(TimmyError):
-    status_code = 402
-    code = "payment_required"
+class PaymentRequired(TimmyError, status=402, code="payment_required"): ...
 
 
-class NotFound(TimmyError):
-    status_code = 404
-    code = "not_found"
+class NotFound(TimmyError, status=404, code="not_found"): ...
 
 
-class Conflict(TimmyError):
-    status_code = 409
-    code = "conflict"
+class Conflict(TimmyError, status=409, code="conflict"): ...
 
 
-class PayloadTooLarge(TimmyError):
-    status_code = 413
-    code = "payload_too_large"
+class PayloadTooLarge(TimmyError, status=413, code="payload_too_large"): ...
 
 
-class Unprocessable(TimmyError):
+class Unprocessable(TimmyError, status=422, code="unprocessable"):
     """Well formed, as the API's spec describes the field, but naming nothing that can exist: a
     pubkey off the curve, an npub whose checksum fails, a cursor this API never gave out."""
 
-    status_code = 422
-    code = "unprocessable"
+
+class RateLimited(TimmyError, status=429, code="rate_limited"): ...
 
 
-class RateLimited(TimmyError):
-    status_code = 429
-    code = "rate_limited"
-
-
-class Unavailable(TimmyError):
-    status_code = 503
-    code = "unavailable"
+class Unavailable(TimmyError, status=503, code="unavailable"): ...
 
 
 # --- ledger errors (raised by timmy.ledger, mapped to the statuses above) ----------------
 
 
-class InsufficientFunds(Conflict):
+class InsufficientFunds(Conflict, code="insufficient_funds"):
     """A debit would take an account that must not go negative below zero."""
 
-    code = "insufficient_funds"
 
-
-class AlreadyApplied(Conflict):
+class AlreadyApplied(Conflict, code="already_applied"):
     """A transfer id (or other idempotency id) was applied before with different parameters."""
 
-    code = "already_applied"
 
-
-class LedgerConflict(Unavailable):
+class LedgerConflict(Unavailable, code="ledger_busy"):
     """DynamoDB kept cancelling the transaction for conflicts after the bounded retries."""
-
-    code = "ledger_busy"
 
 
 class TransactionCancelled(Exception):

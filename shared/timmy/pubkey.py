@@ -14,6 +14,9 @@ from timmy.errors import InvalidInput
 Pubkey = NewType("Pubkey", str)
 
 PUBKEY_HEX_LENGTH = 64
+# The form of a pubkey a client may send (the API's spec documents this pattern): 64 hex digits in
+# either case, or an npub (bech32: all lower or all upper case). Whether it names a key is checked after.
+PUBKEY_PATTERN = "^(?:[0-9a-fA-F]{64}|npub1[02-9ac-hj-np-z]{58}|NPUB1[02-9AC-HJ-NP-Z]{58})$"
 _HEX = frozenset(string.hexdigits)
 
 

@@ -6,7 +6,7 @@ never silently anonymous, so a client with a broken signer learns it instead of 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -14,8 +14,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from timmy.config import Settings
 from timmy.errors import Unauthorized
 from timmy.identity.caller import Caller
-from timmy.identity.nip98 import HttpRequestFacts, VerifiedEvent, verify_nip98
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from timmy.identity.nip98 import HttpRequestFacts, VerifiedEvent
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 AUTHORIZATION_CHARS_MAX = 10_000
@@ -49,6 +51,8 @@ def public_base_url(app: APIGatewayHttpResolver) -> str:
 
 def request_facts(app: APIGatewayHttpResolver) -> HttpRequestFacts:
     """What a NIP-98 event of the current request must match."""
+    from timmy.identity.nip98 import HttpRequestFacts  # NIP-98 (and coincurve) only when a request is signed
+
     event = app.current_event
     body = event.body or ""
     return HttpRequestFacts(
@@ -96,6 +100,8 @@ def verified_nip98(app: APIGatewayHttpResolver) -> VerifiedEvent:
     scheme, value = credentials
     if scheme != "nostr":
         raise Unauthorized("this route needs a NIP-98 'Authorization: Nostr' header, not a token", code="nip98_required")
+    from timmy.identity.nip98 import verify_nip98
+
     return verify_nip98(value, request_facts(app), services().clock.now())
 
 

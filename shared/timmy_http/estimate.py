@@ -14,13 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJso
 
 from timmy.config import get_settings
 from timmy.errors import InvalidInput
-from timmy.free_tier import PoolStatus
 from timmy.identity.caller import Caller
 from timmy.payments.donations import NOTE_CHARS_MAX, Donation
 from timmy.payments.invoices import SATS_MAX
 from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL, maximum_from_settings
-from timmy_http.invoices import invoice_view
+from timmy_http.invoices import InvoiceView, invoice_view
+from timmy_http.pool import PoolView
 from timmy_http.services import services
 
 # The fields of both estimate routes, defined once: the query of GET and the body of POST.
@@ -93,13 +93,6 @@ class DonationBody(BaseModel):
     note: StrictStr | None = Field(default=None, max_length=NOTE_CHARS_MAX, description="a word for the operator")
 
 
-class InvoiceView(BaseModel):
-    bolt11: str
-    payment_hash: str
-    amount_sats: int
-    expires_at: int = Field(description="epoch seconds: the invoice cannot be paid after")
-
-
 class DonationAnswer(BaseModel):
     donation_id: str
     amount_sats: int
@@ -145,6 +138,6 @@ def estimate(request: str | None, model: str | None, max_output_tokens: int | No
     return answer.model_dump(exclude_none=True)
 
 
-def pool() -> PoolStatus:
+def pool() -> PoolView:
     """The public view of the generosity pool."""
-    return services().estimate.pool()
+    return PoolView.of(services().estimate.pool())

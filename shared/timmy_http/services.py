@@ -6,6 +6,7 @@ plays a new cold start.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +28,14 @@ if TYPE_CHECKING:
     from timmy.ports.evaluator import Evaluator
     from timmy.ports.executor import Executor
     from timmy.ports.lightning import Lightning
+    from timmy.ports.lnurl import LnurlPay
     from timmy.ports.price_source import PriceOracle
     from timmy.ports.queue import Queue
     from timmy.ports.store import Store
     from timmy.pricing.service import PricingService
     from timmy.sessions.service import Sessions
     from timmy.telemetry import Telemetry
+    from timmy.work import Work
 
 
 class Services:
@@ -160,9 +163,7 @@ class Services:
         from timmy.payments.invoices import Invoices
         from timmy_http.secrets import token_secret
 
-        return Invoices(
-            self.store, self.ledger, self.lightning, self.clock, self.settings, lambda: token_secret(self.settings), self.invoice_owner
-        )
+        return Invoices(self.ledger, self.lightning, self.clock, self.settings, lambda: token_secret(self.settings), self.invoice_owner)
 
     def invoice_owner(self, kind: str) -> InvoiceOwner | None:
         """The one dispatch point from a paid (or expired) invoice to what it was for."""
@@ -180,7 +181,7 @@ class Services:
     def payouts(self) -> Payouts:
         from timmy.payments.payouts import Payouts
 
-        return Payouts(self.store, self.ledger, self.lightning, self.clock, self.settings)
+        return Payouts(self.ledger, self.lightning, self.clock, self.settings)
 
     @cached_property
     def evaluator(self) -> Evaluator:
@@ -202,42 +203,26 @@ class Services:
         return LnurlPayResolver.from_settings(self.settings)
 
     @cached_property
+    def work(self) -> Work:
+        from timmy.work import Work
+
+        return Work(self.free_tier, self.pricing, lambda: self.evaluator, lambda: self.executor)
+
+    def _paid_work(self) -> tuple[Ledger, Work, Invoices, Callable[[], Payouts], Clock, Settings, Callable[[], LnurlPay]]:
+        """What `Jobs` and `Sessions` are built from first: `PaidWork`'s fields, in their order."""
+        return self.ledger, self.work, self.invoices, lambda: self.payouts, self.clock, self.settings, lambda: self.refund_resolver
+
+    @cached_property
     def jobs(self) -> Jobs:
         from timmy.jobs.service import Jobs
 
-        return Jobs(
-            self.store,
-            self.ledger,
-            self.free_tier,
-            self.pricing,
-            lambda: self.evaluator,
-            lambda: self.executor,
-            self.invoices,
-            lambda: self.payouts,
-            self.work_queue,
-            self.clock,
-            self.settings,
-            refund_resolver=lambda: self.refund_resolver,
-        )
+        return Jobs(*self._paid_work(), self.work_queue)
 
     @cached_property
     def sessions(self) -> Sessions:
         from timmy.sessions.service import Sessions
 
-        return Sessions(
-            self.store,
-            self.ledger,
-            self.free_tier,
-            self.pricing,
-            lambda: self.evaluator,
-            lambda: self.executor,
-            self.invoices,
-            lambda: self.payouts,
-            self.identity.caller,
-            self.clock,
-            self.settings,
-            refund_resolver=lambda: self.refund_resolver,
-        )
+        return Sessions(*self._paid_work(), self.identity.caller)
 
 
 _services: Services | None = None

@@ -176,14 +176,9 @@ class DynamoStore:
             response = self.client.transact_write_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
         except ClientError as error:
             self.usage.add(error.response, writes=True)
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                reasons = [
-                    r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])
-                ]
-                raise TransactionCancelled(reasons) from error
-            if error.response["Error"]["Code"] in ("TransactionConflictException", "TransactionInProgressException"):
-                raise TransactionCancelled(["TransactionConflict"]) from error
-            raise
+            if (cancelled := _cancelled(error)) is None:
+                raise
+            raise cancelled from error
         self.usage.add(response, writes=True)
 
     def _transact_action(self, action: Mapping[str, Any]) -> dict[str, Any]:
@@ -210,14 +205,9 @@ class DynamoStore:
             response = self.client.transact_get_items(TransactItems=items, ReturnConsumedCapacity="TOTAL")
         except ClientError as error:
             self.usage.add(error.response, writes=False)
-            if error.response["Error"]["Code"] == "TransactionCanceledException":
-                reasons = [
-                    r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])
-                ]
-                raise TransactionCancelled(reasons) from error
-            if error.response["Error"]["Code"] in ("TransactionConflictException", "TransactionInProgressException"):
-                raise TransactionCancelled(["TransactionConflict"]) from error
-            raise
+            if (cancelled := _cancelled(error)) is None:
+                raise
+            raise cancelled from error
         self.usage.add(response, writes=False)
         found: dict[tuple[str, str], dict[str, Any]] = {}
         for entry in response.get("Responses", []):
@@ -233,22 +223,16 @@ class DynamoStore:
         pk: str,
         *,
         index: str | None = None,
-        sk_prefix: str | None = None,
         sk_max: str | None = None,
         limit: int | None = None,
         start_key: Mapping[str, Any] | None = None,
-        forward: bool = True,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of a partition (of the table or of `index`), and the key to continue from."""
         pk_name, sk_name = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
         condition = "#pk = :pk"
         values: dict[str, Any] = {":pk": pk}
         names = {"#pk": pk_name}
-        if sk_prefix is not None:
-            condition += " AND begins_with(#sk, :prefix)"
-            values[":prefix"] = sk_prefix
-            names["#sk"] = sk_name
-        elif sk_max is not None:
+        if sk_max is not None:
             condition += " AND #sk <= :sk_max"
             values[":sk_max"] = sk_max
             names["#sk"] = sk_name
@@ -257,7 +241,6 @@ class DynamoStore:
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": serialize_item(values),
-            "ScanIndexForward": forward,
             "ReturnConsumedCapacity": "TOTAL",
         }
         if index:
@@ -291,3 +274,15 @@ class DynamoStore:
         """The table's status (health checks)."""
         response = self.client.describe_table(TableName=self.table_name)
         return str(response["Table"]["TableStatus"])
+
+
+def _cancelled(error: ClientError) -> TransactionCancelled | None:
+    """A cancelled transaction (write or snapshot read) as `TransactionCancelled`, one reason per
+    action (None where that action was fine); None for any other error."""
+    code = error.response["Error"]["Code"]
+    if code == "TransactionCanceledException":
+        reasons = [r.get("Code") if r.get("Code") not in (None, "None") else None for r in error.response.get("CancellationReasons", [])]
+        return TransactionCancelled(reasons)
+    if code in ("TransactionConflictException", "TransactionInProgressException"):
+        return TransactionCancelled(["TransactionConflict"])
+    return None

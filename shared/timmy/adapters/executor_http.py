@@ -63,12 +63,8 @@ def post_json(provider: str, url: str, headers: Mapping[str, str], payload: dict
         raise ExecutionFailed(f"{provider}: {error}") from error
     if not 200 <= answer.status < 300:
         raise error_for_status(provider, answer)
-    try:
-        data = answer.json()
-    except ValueError as error:
-        raise ExecutionFailed(f"{provider} answered HTTP {answer.status} with a body that is not JSON") from error
-    if not isinstance(data, dict):
-        raise ExecutionFailed(f"{provider} answered a JSON {type(data).__name__}, not an object")
+    if (data := answer.json_object()) is None:
+        raise ExecutionFailed(f"{provider} answered HTTP {answer.status} with a body that is not a JSON object")
     return data
 
 

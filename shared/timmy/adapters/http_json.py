@@ -46,6 +46,15 @@ class HttpAnswer:
         """The body as JSON; ValueError when it is not."""
         return json.loads(self.body)
 
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object; None when it is not JSON or not an object (every API these
+        adapters call answers objects)."""
+        try:
+            body = self.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
 
 def _connection(url: str, timeout_seconds: float, connect_to: str | None) -> tuple[http.client.HTTPConnection, str]:
     parts = urlsplit(url)

@@ -86,12 +86,8 @@ def _hash(value: Any) -> str | None:
 
 def _detail(answer: HttpAnswer) -> tuple[str, str | None]:
     """The `detail` and `status` of an LNbits error answer."""
-    try:
-        body = answer.json()
-    except ValueError:
+    if (body := answer.json_object()) is None:
         return answer.body[:200].decode(errors="replace"), None
-    if not isinstance(body, dict):
-        return str(body)[:200], None
     status = body.get("status")
     return str(body.get("detail", ""))[:500], status if isinstance(status, str) else None
 
@@ -203,12 +199,8 @@ class LnbitsLightning:
 
     @staticmethod
     def _json_object(answer: HttpAnswer) -> dict[str, Any]:
-        try:
-            body = answer.json()
-        except ValueError as error:
-            raise LightningUnavailable(f"LNbits answered {answer.status} with something that is not JSON") from error
-        if not isinstance(body, dict):
-            raise LightningUnavailable(f"LNbits answered {answer.status} with JSON that is not an object")
+        if (body := answer.json_object()) is None:
+            raise LightningUnavailable(f"LNbits answered {answer.status} with something that is not a JSON object")
         return body
 
     def _details(self, payment_hash: str) -> dict[str, Any] | None:

@@ -141,12 +141,9 @@ class LnurlPayResolver:
             raise LnurlRefused(str(error)) from error
         if answer.status >= 500:
             raise LnurlUnreachable(f"{url[:100]} answered HTTP {answer.status}")
-        try:
-            data = answer.json()
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and str(data.get("status", "")).upper() == "ERROR":
+        data = answer.json_object()
+        if data is not None and str(data.get("status", "")).upper() == "ERROR":
             raise LnurlRefused(f"the LNURL service refused: {str(data.get('reason', ''))[:200]}")
-        if answer.status != 200 or not isinstance(data, dict):
+        if answer.status != 200 or data is None:
             raise LnurlRefused(f"{url[:100]} answered HTTP {answer.status}, not an LNURL JSON object")
         return data

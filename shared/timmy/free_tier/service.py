@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, Unprocessable
@@ -163,21 +161,18 @@ class Grant:
     day: str
 
 
-class PoolStatus(BaseModel):
-    """The generosity pool as `GET /api/pool` shows it (also its response model)."""
+@dataclass(frozen=True)
+class PoolStatus:
+    """The generosity pool now: its balance, what open reservations hold, today's (UTC) grants and
+    credits, and each tier's daily budget."""
 
-    model_config = ConfigDict(frozen=True)
-
-    balance_sats: int = Field(description="posted sats in the pool")
-    available_sats: int = Field(description="balance less the sats held by open reservations")
-    reserved_sats: int = Field(description="sats held by open reservations")
-    absorbed_today_sats: int = Field(description="sats the pool paid for work today (UTC)")
+    balance_sats: int  # posted
+    available_sats: int  # balance less what open reservations hold
+    reserved_sats: int
+    absorbed_today_sats: int
     grants_today: int
-    credited_today_sats: int = Field(description="sats credited from paid work today (UTC)")
-    daily_budgets: dict[str, int] = Field(description="each tier's daily subsidy budget in sats")
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.model_dump()
+    credited_today_sats: int
+    daily_budgets: dict[str, int]
 
 
 @dataclass

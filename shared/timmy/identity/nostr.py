@@ -13,15 +13,13 @@ import bech32
 from coincurve import PublicKeyXOnly
 
 from timmy.errors import InvalidInput, Unprocessable
+from timmy.pubkey import PUBKEY_PATTERN
 
 HEX32 = re.compile(r"\A[0-9a-f]{64}\Z")  # \Z: "$" would accept a trailing newline
 HEX64 = re.compile(r"\A[0-9a-f]{128}\Z")
 NPUB_PREFIX = "npub"
 NSEC_PREFIX = "nsec"
 BECH32_LENGTH_MAX = 90  # NIP-19 keys are 63 characters; bech32's own limit is 90
-# The form of a pubkey a client may send (the API's spec documents this pattern): 64 hex digits in
-# either case, or an npub (bech32: all lower or all upper case). Whether it names a key is checked after.
-PUBKEY_PATTERN = "^(?:[0-9a-fA-F]{64}|npub1[02-9ac-hj-np-z]{58}|NPUB1[02-9AC-HJ-NP-Z]{58})$"
 _PUBKEY_FORM = re.compile(PUBKEY_PATTERN)
 
 

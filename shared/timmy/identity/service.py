@@ -1,5 +1,5 @@
 """The identity use cases: authenticate a request (NIP-98 or nostr_token), issue tokens, resolve a
-caller's tier, and the operator's pins and blocks. Persistence goes through the DynamoStore passed
+caller's tier, and the operator's pins and blocks. Persistence goes through the `Store` port passed
 in; the token secret through a function (Secrets Manager in AWS, cached by the HTTP layer)."""
 
 from __future__ import annotations

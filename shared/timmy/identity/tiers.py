@@ -86,7 +86,7 @@ class Profile:
 
 
 def record_paid_action(pubkey: str, sats: int, now: float) -> dict[str, Any]:
-    """A `DynamoStore.transact` action booking one settled paid request of `sats` to `pubkey`.
+    """A `Store.transact` action (or `Batch.update`) booking one settled paid request of `sats` to `pubkey`.
 
     Payment flows put it in the same transaction as the charge, so history and money never
     disagree: ADD paid_sats and paid_requests, and SET first_seen_at if it is not set yet.

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from timmy.clock import iso
-from timmy.ledger.ledger import decimal_seconds
+from timmy.ledger.rows import Row
 
 JOBS_RUNNING_PARTITION = "JOBS_RUNNING"  # sparse gsi1 entries of executing jobs, for the sweeper
 
@@ -36,12 +36,8 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def job_key(job_id: str) -> tuple[str, str]:
-    return f"JOB#{job_id}", "JOB"
-
-
 @dataclass(frozen=True)
-class Job:
+class Job(Row, kind="job", id_field="job_id"):
     job_id: str
     status: JobStatus
     pubkey: str | None  # None: anonymous (always gate)
@@ -73,75 +69,10 @@ class Job:
     def quoted_sats(self) -> int:
         return int(self.estimate["sats"])
 
-    def item(self) -> dict[str, Any]:
-        pk, sk = job_key(self.job_id)
-        item: dict[str, Any] = {
-            "pk": pk,
-            "sk": sk,
-            "type": "job",
-            "job_id": self.job_id,
-            "state": self.status.value,
-            "tier": self.tier,
-            "request": self.request,
-            "model": self.model,
-            "max_output_tokens": self.max_output_tokens,
-            "estimate": self.estimate,
-            "serve": self.serve,
-            "absorb_sats": self.absorb_sats,
-            "invoice_sats": self.invoice_sats,
-            "reserved_sats": self.reserved_sats,
-            "absorbed_sats": self.absorbed_sats,
-            "charged_sats": self.charged_sats,
-            "base_url": self.base_url,
-            "payer": self.payer,
-            "created_at": decimal_seconds(self.created_at),
-        }
-        for name in (
-            "pubkey",
-            "refund_address",
-            "invoice_hash",
-            "eval_hash",
-            "topup_hash",
-            "reservation",
-            "result",
-            "failure",
-            "refund_payout_id",
-        ):
-            if getattr(self, name) is not None:
-                item[name] = getattr(self, name)
-        if self.executing_at is not None:
-            item["executing_at"] = decimal_seconds(self.executing_at)
-        if self.status is JobStatus.EXECUTING:
-            item["gsi1pk"], item["gsi1sk"] = JOBS_RUNNING_PARTITION, f"{iso(self.created_at)}#{self.job_id}"
-        return item
+    def index_entry(self) -> tuple[str, str] | None:
+        if self.status is not JobStatus.EXECUTING:
+            return None
+        return JOBS_RUNNING_PARTITION, f"{iso(self.created_at)}#{self.job_id}"
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Job:
-        return cls(
-            job_id=item["job_id"],
-            status=JobStatus(item["state"]),
-            pubkey=item.get("pubkey"),
-            tier=item["tier"],
-            request=item["request"],
-            model=item["model"],
-            max_output_tokens=int(item["max_output_tokens"]),
-            estimate=dict(item["estimate"]),
-            serve=item["serve"],
-            absorb_sats=int(item["absorb_sats"]),
-            invoice_sats=int(item["invoice_sats"]),
-            created_at=float(item["created_at"]),
-            refund_address=item.get("refund_address"),
-            base_url=item.get("base_url", ""),
-            payer=item.get("payer", ""),
-            invoice_hash=item.get("invoice_hash"),
-            eval_hash=item.get("eval_hash"),
-            topup_hash=item.get("topup_hash"),
-            reserved_sats=int(item.get("reserved_sats", 0)),
-            reservation=dict(item["reservation"]) if item.get("reservation") else None,
-            result=item.get("result"),
-            absorbed_sats=int(item.get("absorbed_sats", 0)),
-            charged_sats=int(item.get("charged_sats", 0)),
-            failure=item.get("failure"),
-            executing_at=float(item["executing_at"]) if "executing_at" in item else None,
-            refund_payout_id=item.get("refund_payout_id"),
-        )
+
+job_key = Job.key_of

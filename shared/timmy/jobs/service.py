@@ -19,31 +19,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
-from timmy.clock import Clock, iso
-from timmy.config import Settings
+from timmy.clock import iso
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
-from timmy.free_tier import FreeTierService, Reservation
+from timmy.free_tier import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
-from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.messages import JOB_EXECUTE
 from timmy.metering import Estimate
 from timmy.payments.charges import book_paid_work
-from timmy.payments.invoices import Invoices, new_owner_id
+from timmy.payments.invoices import new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
-from timmy.payments.payouts import Payouts
-from timmy.ports.evaluator import Evaluator
-from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
-from timmy.ports.store import Store
-from timmy.pricing.service import PricingService
+from timmy.work import PaidWork
 
 log = logging.getLogger(__name__)
 
@@ -58,41 +52,16 @@ UNPAID = (JobStatus.AWAITING_EVAL_PAYMENT, JobStatus.AWAITING_PAYMENT, JobStatus
 WORK_RESEND_AFTER_SECONDS = 30
 
 
-class Jobs:
-    kind = "job"
+@dataclass(eq=False)
+class Jobs(PaidWork):
+    kind: ClassVar[str] = "job"
 
-    def __init__(
-        self,
-        store: Store,
-        ledger: Ledger,
-        free_tier: FreeTierService,
-        pricing: PricingService,
-        evaluator: Callable[[], Evaluator],
-        executor: Callable[[], Executor],
-        invoices: Invoices,
-        payouts: Callable[[], Payouts],
-        work_queue: Queue,
-        clock: Clock,
-        settings: Settings,
-        refund_resolver: Callable[[], Any] | None = None,
-    ):
-        self.store = store
-        self.ledger = ledger
-        self.free_tier = free_tier
-        self.pricing = pricing
-        self._evaluator = evaluator
-        self._executor = executor
-        self.invoices = invoices
-        self._payouts = payouts
-        self.work_queue = work_queue
-        self.clock = clock
-        self.settings = settings
-        self._refund_resolver = refund_resolver
+    work_queue: Queue
 
     # --- reads ---------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
-        item = self.store.get(*job_key(job_id))
+        item = self.ledger.item(job_key(job_id))
         return Job.from_item(item) if item else None
 
     def require(self, job_id: str) -> Job:
@@ -123,7 +92,7 @@ class Jobs:
         `source` (the client's address) counts an anonymous caller's unpaid jobs."""
         if refund_address is not None:
             parse_lightning_address(refund_address, allow_local=self.settings.lnurl_allow_local)
-        evaluation = self._evaluator().evaluate(request, model, max_output_tokens)
+        evaluation = self.work.evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
         job_id = new_owner_id()
         if caller is None and not source:
@@ -190,16 +159,9 @@ class Jobs:
     # --- the invoice owner (settlement's dispatch) -----------------------------------------
 
     def account_id(self, invoice: InvoiceRecord) -> str:
-        return escrow_account(invoice.owner_id)
+        return escrow_account(invoice.owner_id)  # an excess too: refundable with the rest of the escrow
 
-    def excess_account_id(self, invoice: InvoiceRecord) -> str:
-        return escrow_account(invoice.owner_id)  # refundable with the rest of the job's escrow
-
-    def transfer_code(self, invoice: InvoiceRecord) -> str:
-        return TransferCode.INVOICE_PAYMENT
-
-    def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
-        return None  # the job moves on in `paid`, which reserves the partial grant first
+    # No `book`: the job moves on in `paid`, which reserves the partial grant first.
 
     def paid(self, invoice: InvoiceRecord) -> None:
         """The next step of a paid job; idempotent (a redelivered notification runs it again)."""
@@ -292,14 +254,12 @@ class Jobs:
             return job
         estimate = Estimate.from_dict(job.estimate)
         try:
-            result = self._executor().run(job.request, job.model, job.max_output_tokens)
-            if not result.text.strip():
-                raise EmptyOutput("the model answered with no text")
+            result = self.work.run(job.request, estimate)
         except ExecutorError as error:
             if getattr(error, "retryable", False):
                 raise
             return self.fail(job, f"{type(error).__name__}: {str(error)[:200]}")
-        actual = self.pricing.actual_charge_sats(result.usage, job.model, estimate)
+        actual = self.work.actual_charge_sats(result, estimate)
         return self._settle(job, actual, result.text)
 
     def _settle(self, job: Job, actual_sats: int, text: str) -> Job:
@@ -357,8 +317,7 @@ class Jobs:
 
     def _release(self, job: Job) -> None:
         assert job.pubkey is not None
-        with contextlib.suppress(Conflict, NotFound):  # settled or already gone: nothing is held any more
-            self.free_tier.release_reservation(job.pubkey, job.job_id)
+        self.work.release(job.pubkey, job.job_id)
 
     def _move(self, batch: Batch, job: Job, to: JobStatus, **changes: Any) -> None:
         set_ = {name: value for name, value in changes.items() if value is not None}
@@ -375,7 +334,7 @@ class Jobs:
         """Fail the jobs whose work never finished (its messages dead-lettered, the worker killed
         every time): nothing charged, holds released, what was paid refundable. Answers how many."""
         cutoff = self.clock.now() - self.settings.job_stuck_seconds
-        items, _ = self.store.query(JOBS_RUNNING_PARTITION, index="gsi1", sk_max=f"{iso(cutoff)}#\uffff", limit=limit)
+        items, _ = self.ledger.listed(JOBS_RUNNING_PARTITION, limit, until=cutoff)
         failed = 0
         for item in items:
             job = self.get(item["job_id"])  # the index may lag: read the row itself
@@ -406,7 +365,7 @@ class Jobs:
             f"job:{job.job_id}", job_key(job.job_id), [job.status.value], job.status.value, set_={"refund_payout_id": payout_id}
         )
         self.ledger.commit(batch)
-        payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable)
+        payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable, decoded)
         return payout
 
     def refund_status(self, job: Job) -> str:
@@ -418,14 +377,15 @@ class Jobs:
 
     def _auto_refund(self, job: Job) -> None:
         """With a refund_address, pay what is refundable to it now; any failure leaves it claimable."""
-        if not job.refund_address or self._refund_resolver is None:
+        if not job.refund_address:
             return
         try:
             refundable = self.refundable_sats(job)
             if refundable <= 0:
                 return
-            resolved = self._refund_resolver().invoice_for(job.refund_address, refundable, f"Timmy refund for job {job.job_id}")
-            self.refund(job.job_id, resolved.bolt11)
+            bolt11 = self.refund_invoice(job.refund_address, refundable, f"Timmy refund for job {job.job_id}")
+            if bolt11 is not None:
+                self.refund(job.job_id, bolt11)
         except Exception as error:  # unreachable address, refused invoice, a busy backend: claimable, never lost
             log.warning("automatic refund not paid; it stays claimable", extra={"job_id": job.job_id, "error": str(error)[:200]})
 

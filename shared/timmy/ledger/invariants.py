@@ -58,8 +58,31 @@ class AuditReport:
         }
 
 
-def _check(name: str, offenders: list[str], good: str, bad: str) -> Check:
-    return Check(name, not offenders, bad if offenders else good, sorted(offenders))
+# The invariants, in the order they run: what holding each means, and what breaking it means
+# (`{…}` filled with the figures the check found).
+INVARIANTS: dict[str, tuple[str, str]] = {
+    "balanced": ("Σ credits − debits is 0, posted and pending", "Σ credits − debits is posted {posted}, pending {pending}"),
+    "non_negative": (
+        "no pool, escrow or session account is below 0, posted or available",
+        "accounts below 0 (or whose available balance disagrees with their counters)",
+    ),
+    "accounts_match_transfers": ("every account equals the sum of its transfers", "accounts that differ from the sum of their transfers"),
+    "daily_budgets": (
+        "for every identity and UTC day, absorbed + reserved ≤ that day's budget (and matches its transfers)",
+        "identity-days over budget or out of step with their subsidy transfers",
+    ),
+    "grants_match_subsidies": (
+        "every absorbed sat has exactly one grant row; Σ grants = Σ subsidies = {total_subsidy}",
+        "grant rows and posted subsidies disagree (Σ grants {total_grants}, Σ subsidies {total_subsidy})",
+    ),
+    "applied_once": ("no transfer id, payment hash or refund is applied twice", "movements applied more than once"),
+    "well_formed": ("every ledger item has the attributes it needs", "ledger items that cannot be read"),
+}
+
+
+def _check(name: str, offenders: list[str], **figures: int) -> Check:
+    good, bad = INVARIANTS[name]
+    return Check(name, not offenders, (bad if offenders else good).format(**figures), sorted(offenders))
 
 
 def audit(items: Iterable[dict[str, Any]]) -> AuditReport:
@@ -99,7 +122,7 @@ def audit(items: Iterable[dict[str, Any]]) -> AuditReport:
             _daily_budgets(budget_days, transfers),
             _grants_match_subsidies(grants, transfers),
             _applied_once(transfers),
-            _check("well_formed", malformed, "every ledger item has the attributes it needs", "ledger items that cannot be read"),
+            _check("well_formed", malformed),
         ]
     )
 
@@ -115,9 +138,7 @@ def _balanced(accounts: dict[str, Account]) -> Check:
     posted = sum(a.credits_posted - a.debits_posted for a in accounts.values())
     pending = sum(a.credits_pending - a.debits_pending for a in accounts.values())
     offenders = ([f"posted:{posted}"] if posted else []) + ([f"pending:{pending}"] if pending else [])
-    return _check(
-        "balanced", offenders, "Σ credits − debits is 0, posted and pending", f"Σ credits − debits is posted {posted}, pending {pending}"
-    )
+    return _check("balanced", offenders, posted=posted, pending=pending)
 
 
 def _non_negative(accounts: dict[str, Account], stored_available: dict[str, int]) -> Check:
@@ -127,12 +148,7 @@ def _non_negative(accounts: dict[str, Account], stored_available: dict[str, int]
         overdrawn = must_not_overdraw(account_id) and (account.posted_balance_sats < 0 or account.computed_available_sats < 0)
         if out_of_step or overdrawn:
             offenders.append(account_id)
-    return _check(
-        "non_negative",
-        offenders,
-        "no pool, escrow or session account is below 0, posted or available",
-        "accounts below 0 (or whose available balance disagrees with their counters)",
-    )
+    return _check("non_negative", offenders)
 
 
 def _accounts_match_transfers(accounts: dict[str, Account], transfers: list[Transfer]) -> Check:
@@ -147,12 +163,7 @@ def _accounts_match_transfers(accounts: dict[str, Account], transfers: list[Tran
         a = accounts.get(account_id, Account(account_id))
         if [a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted] != expected[account_id]:
             offenders.append(account_id)
-    return _check(
-        "accounts_match_transfers",
-        offenders,
-        "every account equals the sum of its transfers",
-        "accounts that differ from the sum of their transfers",
-    )
+    return _check("accounts_match_transfers", offenders)
 
 
 def _daily_budgets(budget_days: list[dict[str, Any]], transfers: list[Transfer]) -> Check:
@@ -175,12 +186,7 @@ def _daily_budgets(budget_days: list[dict[str, Any]], transfers: list[Transfer])
         ):
             offenders.append(f"{key[0]}:{key[1]}")
     offenders += [f"{k[0]}:{k[1]}" for k, v in from_transfers.items() if k not in seen and any(v)]
-    return _check(
-        "daily_budgets",
-        offenders,
-        "for every identity and UTC day, absorbed + reserved ≤ that day's budget (and matches its transfers)",
-        "identity-days over budget or out of step with their subsidy transfers",
-    )
+    return _check("daily_budgets", offenders)
 
 
 def _grants_match_subsidies(grants: list[dict[str, Any]], transfers: list[Transfer]) -> Check:
@@ -193,12 +199,7 @@ def _grants_match_subsidies(grants: list[dict[str, Any]], transfers: list[Transf
     total_subsidy = sum(posted.values())
     if total_grants != total_subsidy and not offenders:
         offenders.append(f"totals:{total_grants}!={total_subsidy}")
-    return _check(
-        "grants_match_subsidies",
-        offenders,
-        f"every absorbed sat has exactly one grant row; Σ grants = Σ subsidies = {total_subsidy}",
-        f"grant rows and posted subsidies disagree (Σ grants {total_grants}, Σ subsidies {total_subsidy})",
-    )
+    return _check("grants_match_subsidies", offenders, total_grants=total_grants, total_subsidy=total_subsidy)
 
 
 def _applied_once(transfers: list[Transfer]) -> Check:
@@ -218,7 +219,7 @@ def _applied_once(transfers: list[Transfer]) -> Check:
             seen[key] = t.transfer_id
         if t.state is TransferState.POSTED and t.posted_sats is not None and t.posted_sats > t.amount_sats:
             offenders.append(t.transfer_id)
-    return _check("applied_once", offenders, "no transfer id, payment hash or refund is applied twice", "movements applied more than once")
+    return _check("applied_once", offenders)
 
 
 # --- the live audit ------------------------------------------------------------------------

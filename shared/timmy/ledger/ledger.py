@@ -418,7 +418,8 @@ class Ledger:
         return Transfer.from_item(item) if item else None
 
     def item(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        """One item of the table (consistent), for a use case's own rows (counters, audit rows)."""
+        """One item of the table (consistent), for a use case's own rows (jobs, sessions, invoices,
+        payouts, counters, audit rows)."""
         return self.store.get(*key)
 
     def page(
@@ -431,6 +432,16 @@ class Ledger:
         """Several items in one round trip (consistent)."""
         return self.store.batch_get(keys)
 
+    def listed(
+        self, partition: str, limit: int, *, until: float | None = None, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of the open rows listed under `partition` in the sparse index (gsi1, whose sort
+        key starts with the instant a row was listed), oldest first, only those listed up to `until`
+        when given, and the key the next page starts from (None after the last page). The index may
+        lag: a sweeper reads each row itself before acting on it."""
+        sk_max = None if until is None else f"{iso(until)}#\uffff"
+        return self.store.query(partition, index="gsi1", sk_max=sk_max, limit=limit, start_key=start_key)
+
     def expired_pending(
         self, now: float, limit: int, start_key: dict[str, Any] | None = None
     ) -> tuple[list[Transfer], dict[str, Any] | None]:
@@ -441,7 +452,7 @@ class Ledger:
         resolved. Such a hold fails its resolve condition and is skipped; paging by key (not by
         re-reading the first page) carries the sweep past them.
         """
-        items, last = self.store.query(PENDING_INDEX_PARTITION, index="gsi1", sk_max=f"{iso(now)}#\uffff", limit=limit, start_key=start_key)
+        items, last = self.listed(PENDING_INDEX_PARTITION, limit, until=now, start_key=start_key)
         return [Transfer.from_item(item) for item in items], last
 
     # --- single-transfer conveniences ---------------------------------------------------

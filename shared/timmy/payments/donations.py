@@ -9,7 +9,7 @@ from timmy.config import Settings
 from timmy.errors import InvalidInput
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import decimal_seconds
-from timmy.ledger.model import POOL, TransferCode
+from timmy.ledger.model import POOL, REFUNDS_PAYABLE, TransferCode
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
 from timmy.payments.model import InvoiceRecord
 
@@ -37,6 +37,9 @@ class Donations(OwnerDefaults):
 
     def transfer_code(self, invoice: InvoiceRecord) -> str:
         return TransferCode.POOL_DONATION
+
+    def excess_account_id(self, invoice: InvoiceRecord) -> str:
+        return REFUNDS_PAYABLE  # the pool takes what was asked; more is refundable
 
     def create(self, amount_sats: object, note: str | None, base_url: str) -> Donation:
         amount = check_amount(amount_sats, self.settings.donation_max_sats, "amount_sats")

@@ -28,7 +28,7 @@ from timmy.config import Settings
 from timmy.errors import InvalidInput
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
-from timmy.ledger.model import LIGHTNING_CLEARING, REFUNDS_PAYABLE, SATS_MAX, TransferCode
+from timmy.ledger.model import LIGHTNING_CLEARING, SATS_MAX, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,
     INVOICE_TRANSITIONS,
@@ -39,7 +39,6 @@ from timmy.payments.model import (
     sources_of,
 )
 from timmy.ports.lightning import InvoiceState, Lightning, LightningUnavailable
-from timmy.ports.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +76,18 @@ class InvoiceOwner(Protocol):
 
 
 class OwnerDefaults:
-    """No own rows, nothing to do after: the owner is only an account (a donation); an excess is
-    refundable from the shared refunds-payable account."""
+    """What an owner does not say otherwise: a payment is an `invoice_payment` credited, excess
+    included (refundable with the rest), to the owner's own account; it has no rows to change in
+    the booking transaction and nothing to do after it, or after an expiry."""
+
+    def account_id(self, invoice: InvoiceRecord) -> str:
+        raise NotImplementedError
 
     def excess_account_id(self, invoice: InvoiceRecord) -> str:
-        return REFUNDS_PAYABLE
+        return self.account_id(invoice)
+
+    def transfer_code(self, invoice: InvoiceRecord) -> str:
+        return TransferCode.INVOICE_PAYMENT
 
     def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
         return None
@@ -126,7 +132,6 @@ def check_amount(amount_sats: object, maximum: int, what: str) -> int:
 class Invoices:
     def __init__(
         self,
-        store: Store,
         ledger: Ledger,
         lightning: Lightning,
         clock: Clock,
@@ -134,7 +139,6 @@ class Invoices:
         webhook_secret: Callable[[], str],
         owners: Callable[[str], InvoiceOwner | None],
     ):
-        self.store = store
         self.ledger = ledger
         self.lightning = lightning
         self.clock = clock
@@ -178,7 +182,7 @@ class Invoices:
         batch.put_once(f"invoice:{invoice.payment_hash}", invoice.item())
 
     def get(self, payment_hash: str) -> InvoiceRecord | None:
-        item = self.store.get(*invoice_key(payment_hash))
+        item = self.ledger.item(invoice_key(payment_hash))
         return InvoiceRecord.from_item(item) if item else None
 
     # --- settling -----------------------------------------------------------------------------
@@ -265,7 +269,7 @@ class Invoices:
         report = InvoiceSweep()
         start: dict[str, object] | None = None
         for _ in range(pages_max):
-            items, start = self.store.query(INVOICES_OPEN_PARTITION, index="gsi1", limit=SWEEP_PAGE_SIZE, start_key=start)
+            items, start = self.ledger.listed(INVOICES_OPEN_PARTITION, SWEEP_PAGE_SIZE, start_key=start)
             for item in items:
                 self._sweep_one(InvoiceRecord.from_item(item), report)
             if start is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
 
 from timmy.clock import iso
-from timmy.ledger.ledger import decimal_seconds
+from timmy.ledger.rows import Row, row_key
 
 INVOICES_OPEN_PARTITION = "INVOICES_OPEN"
 PAYOUTS_OPEN_PARTITION = "PAYOUTS_OPEN"
@@ -45,6 +45,14 @@ PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
 }
 
 
+PayoutAnswer = Literal["pending", "paid", "failed"]
+PAYOUT_ANSWERS: dict[PayoutStatus, PayoutAnswer] = {
+    PayoutStatus.PAYING: "pending",
+    PayoutStatus.SUCCEEDED: "paid",
+    PayoutStatus.FAILED: "failed",
+}
+
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -53,21 +61,16 @@ def sources_of(transitions: dict[S, frozenset[S]], target: S) -> list[str]:
     return sorted(state.value for state, targets in transitions.items() if target in targets)
 
 
-def invoice_key(payment_hash: str) -> tuple[str, str]:
-    return f"INVOICE#{payment_hash}", "INVOICE"
-
-
-def payout_key(payout_id: str) -> tuple[str, str]:
-    return f"PAYOUT#{payout_id}", "PAYOUT"
-
-
 def payout_hash_key(payment_hash: str) -> tuple[str, str]:
     """One row per invoice Timmy pays: the same invoice is never claimed by two payouts."""
-    return f"PAYOUT_HASH#{payment_hash}", "PAYOUT_HASH"
+    return row_key("payout_hash", payment_hash)
 
 
 @dataclass(frozen=True)
-class InvoiceRecord:
+class InvoiceRecord(Row, kind="invoice", id_field="payment_hash"):
+    """An invoice Timmy issued for what its owner (`owner_kind:owner_id`) sells, as it was asked
+    and as it was paid (`received_sats`, from the backend's word)."""
+
     payment_hash: str
     bolt11: str
     owner_kind: str  # "donation", "job", "session"
@@ -83,44 +86,17 @@ class InvoiceRecord:
     def owner(self) -> str:
         return f"{self.owner_kind}:{self.owner_id}"
 
-    def item(self) -> dict[str, Any]:
-        pk, sk = invoice_key(self.payment_hash)
-        item: dict[str, Any] = {
-            "pk": pk,
-            "sk": sk,
-            "type": "invoice",
-            "payment_hash": self.payment_hash,
-            "bolt11": self.bolt11,
-            "owner_kind": self.owner_kind,
-            "owner_id": self.owner_id,
-            "amount_sats": self.amount_sats,
-            "created_at": decimal_seconds(self.created_at),
-            "expires_at": decimal_seconds(self.expires_at),
-            "state": self.status.value,
-            "received_sats": self.received_sats,
-        }
-        if self.status is InvoiceStatus.PENDING:
-            item["gsi1pk"], item["gsi1sk"] = INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
-        return item
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> InvoiceRecord:
-        return cls(
-            payment_hash=item["payment_hash"],
-            bolt11=item["bolt11"],
-            owner_kind=item["owner_kind"],
-            owner_id=item["owner_id"],
-            amount_sats=int(item["amount_sats"]),
-            created_at=float(item["created_at"]),
-            expires_at=float(item["expires_at"]),
-            status=InvoiceStatus(item["state"]),
-            received_sats=int(item.get("received_sats", 0)),
-            paid_at=float(item["paid_at"]) if item.get("paid_at") is not None else None,
-        )
+    def index_entry(self) -> tuple[str, str] | None:
+        if self.status is not InvoiceStatus.PENDING:
+            return None
+        return INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
 
 
 @dataclass(frozen=True)
-class PayoutRecord:
+class PayoutRecord(Row, kind="payout", id_field="payout_id"):
+    """A payment Timmy makes from what an account owes (a refund, a session's balance), claimed
+    before it is sent and resolved once: a hold on `debit_account_id` while it is paying."""
+
     payout_id: str
     owner: str  # what the payout is for: "refund:job:<id>", "session:<id>", …
     debit_account_id: str  # the account the sats were owed from (a hold on it while paying)
@@ -139,44 +115,15 @@ class PayoutRecord:
         return f"payout:{self.payout_id}"
 
     @property
-    def answer_status(self) -> str:
+    def answer_status(self) -> PayoutAnswer:
         """The status a caller reads: `pending` while the outcome is unknown, then `paid` or `failed`."""
-        return {PayoutStatus.PAYING: "pending", PayoutStatus.SUCCEEDED: "paid", PayoutStatus.FAILED: "failed"}[self.status]
+        return PAYOUT_ANSWERS[self.status]
 
-    def item(self) -> dict[str, Any]:
-        pk, sk = payout_key(self.payout_id)
-        item: dict[str, Any] = {
-            "pk": pk,
-            "sk": sk,
-            "type": "payout",
-            "payout_id": self.payout_id,
-            "owner": self.owner,
-            "debit_account_id": self.debit_account_id,
-            "bolt11": self.bolt11,
-            "payment_hash": self.payment_hash,
-            "amount_sats": self.amount_sats,
-            "fee_limit_sats": self.fee_limit_sats,
-            "created_at": decimal_seconds(self.created_at),
-            "state": self.status.value,
-            "fee_sats": self.fee_sats,
-        }
-        if self.status is PayoutStatus.PAYING:
-            item["gsi1pk"], item["gsi1sk"] = PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"
-        return item
+    def index_entry(self) -> tuple[str, str] | None:
+        if self.status is not PayoutStatus.PAYING:
+            return None
+        return PAYOUTS_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payout_id}"
 
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> PayoutRecord:
-        return cls(
-            payout_id=item["payout_id"],
-            owner=item["owner"],
-            debit_account_id=item["debit_account_id"],
-            bolt11=item["bolt11"],
-            payment_hash=item["payment_hash"],
-            amount_sats=int(item["amount_sats"]),
-            fee_limit_sats=int(item["fee_limit_sats"]),
-            created_at=float(item["created_at"]),
-            status=PayoutStatus(item["state"]),
-            fee_sats=int(item.get("fee_sats", 0)),
-            failure_reason=item.get("failure_reason"),
-            resolved_at=float(item["resolved_at"]) if item.get("resolved_at") is not None else None,
-        )
+
+invoice_key = InvoiceRecord.key_of
+payout_key = PayoutRecord.key_of

@@ -35,7 +35,6 @@ from timmy.payments.model import (
     sources_of,
 )
 from timmy.ports.lightning import DecodedInvoice, Lightning, LightningError, LightningUnavailable, Payment, PaymentState
-from timmy.ports.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class PayoutSweep:
 
 
 class Payouts:
-    def __init__(self, store: Store, ledger: Ledger, lightning: Lightning, clock: Clock, settings: Settings):
-        self.store = store
+    def __init__(self, ledger: Ledger, lightning: Lightning, clock: Clock, settings: Settings):
         self.ledger = ledger
         self.lightning = lightning
         self.clock = clock
@@ -70,16 +68,20 @@ class Payouts:
         return decoded
 
     def get(self, payout_id: str) -> PayoutRecord | None:
-        item = self.store.get(*payout_key(payout_id))
+        item = self.ledger.item(payout_key(payout_id))
         return PayoutRecord.from_item(item) if item else None
 
-    def pay(self, payout_id: str, owner: str, debit_account_id: str, bolt11: str, amount_sats: int) -> PayoutRecord:
+    def pay(
+        self, payout_id: str, owner: str, debit_account_id: str, bolt11: str, amount_sats: int, checked: DecodedInvoice | None = None
+    ) -> PayoutRecord:
         """Pay `bolt11` (exactly `amount_sats`) from what `debit_account_id` owes, once per
-        `payout_id`: a second call returns the first payout as it stands, and pays nothing."""
+        `payout_id`: a second call returns the first payout as it stands, and pays nothing.
+        `checked`: what `check_invoice(bolt11, amount_sats)` answered, when the caller checked the
+        invoice already (to name the payout by its hash): it is not decoded a second time."""
         existing = self.get(payout_id)
         if existing is not None:
             return existing
-        decoded = self.check_invoice(bolt11, amount_sats)
+        decoded = checked or self.check_invoice(bolt11, amount_sats)
         record = PayoutRecord(
             payout_id=payout_id,
             owner=owner,
@@ -189,7 +191,7 @@ class Payouts:
         report = PayoutSweep()
         start: dict[str, object] | None = None
         for _ in range(pages_max):
-            items, start = self.store.query(PAYOUTS_OPEN_PARTITION, index="gsi1", limit=SWEEP_PAGE_SIZE, start_key=start)
+            items, start = self.ledger.listed(PAYOUTS_OPEN_PARTITION, SWEEP_PAGE_SIZE, start_key=start)
             for item in items:
                 payout_id = item["payout_id"]
                 try:

@@ -1,7 +1,9 @@
 """The store: one table of items keyed by (pk, sk), with conditional writes and transactions.
 
-The DynamoDB adapter (`timmy.adapters.dynamodb.DynamoStore`) implements it; the ledger is its
-main user. Items are plain Python (ints for whole numbers, Decimal otherwise).
+The DynamoDB adapter (`timmy.adapters.dynamodb.DynamoStore`) implements it. The money use cases
+(the free tier, payments, jobs, sessions) read and write it only through the ledger; identity, the
+price cache and the audit use it directly. Items are plain Python (ints for whole numbers, Decimal
+otherwise).
 """
 
 from __future__ import annotations
@@ -41,13 +43,12 @@ class Store(Protocol):
         pk: str,
         *,
         index: str | None = None,
-        sk_prefix: str | None = None,
         sk_max: str | None = None,
         limit: int | None = None,
         start_key: Mapping[str, Any] | None = None,
-        forward: bool = True,
     ) -> tuple[list[Item], Item | None]:
-        """One page of a partition, and the key to continue from."""
+        """One page of a partition (of the table or of `index`), oldest sort key first, up to `sk_max`
+        when given, and the key to continue from."""
         ...
 
     def scan(self) -> Iterator[Item]:

@@ -23,25 +23,20 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from timmy.clock import Clock, iso
-from timmy.config import Settings
+from timmy.clock import iso
 from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
-from timmy.free_tier import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
+from timmy.ledger.rows import Row
 from timmy.payments.charges import book_paid_work
-from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
+from timmy.payments.invoices import check_amount, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord
-from timmy.payments.payouts import Payouts
-from timmy.ports.evaluator import Evaluator
-from timmy.ports.executor import EmptyOutput, Executor, ExecutorError
+from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
-from timmy.ports.store import Store
-from timmy.pricing.service import PricingService
+from timmy.work import PaidWork
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +46,23 @@ CLOSE_POLL_SECONDS = 0.1
 IDLE_PARTITION = "SESSIONS_IDLE"
 
 
-def session_key(session_id: str) -> tuple[str, str]:
-    return f"SESSION#{session_id}", "SESSION"
-
-
 def totals_key(session_id: str) -> tuple[str, str]:
     return f"SESSION#{session_id}", "TOTALS"
 
 
 @dataclass(frozen=True)
-class Session:
+class Session(Row, kind="session", id_field="session_id"):
     session_id: str
-    status: str
+    status: str  # awaiting_payment → active → closing → closed; expired when never paid
     token_hash: str
     pubkey: str | None
     refund_address: str | None
     created_at: float
-    base_url: str
+    base_url: str = ""
+    last_used_at: float | None = None
+
+
+session_key = Session.key_of
 
 
 @dataclass(frozen=True)
@@ -83,60 +78,26 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Sessions(OwnerDefaults):
-    kind = "session"
+@dataclass(eq=False)
+class Sessions(PaidWork):
+    kind: ClassVar[str] = "session"
 
-    def __init__(
-        self,
-        store: Store,
-        ledger: Ledger,
-        free_tier: FreeTierService,
-        pricing: PricingService,
-        evaluator: Callable[[], Evaluator],
-        executor: Callable[[], Executor],
-        invoices: Invoices,
-        payouts: Callable[[], Payouts],
-        caller_of: Callable[[str], Caller],
-        clock: Clock,
-        settings: Settings,
-        refund_resolver: Callable[[], Any] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.store = store
-        self.ledger = ledger
-        self.free_tier = free_tier
-        self.pricing = pricing
-        self._evaluator = evaluator
-        self._executor = executor
-        self.invoices = invoices
-        self._payouts = payouts
-        self._caller_of = caller_of
-        self.clock = clock
-        self.settings = settings
-        self._refund_resolver = refund_resolver
-        self._sleep = sleep
+    _caller_of: Callable[[str], Caller]
+    _sleep: Callable[[float], None] = time.sleep
 
     # --- reads and the token ---------------------------------------------------------------
 
     def authorize(self, session_id: str, token: str | None) -> Session:
         """The session, when `token` is its own; a 401 otherwise (never saying whether it exists)."""
-        item = self.store.get(*session_key(session_id)) if isinstance(session_id, str) and SESSION_ID.match(session_id) else None
+        item = self.ledger.item(session_key(session_id)) if isinstance(session_id, str) and SESSION_ID.match(session_id) else None
         given = _hash_token(token) if isinstance(token, str) and token.startswith(TOKEN_PREFIX) else ""
         if item is None or not hmac.compare_digest(str(item["token_hash"]), given):
             raise Unauthorized("send this session's token: 'X-Session-Token: st_…'", code="invalid_session_token")
-        return Session(
-            session_id=item["session_id"],
-            status=item["state"],
-            token_hash=item["token_hash"],
-            pubkey=item.get("pubkey"),
-            refund_address=item.get("refund_address"),
-            created_at=float(item["created_at"]),
-            base_url=item.get("base_url", ""),
-        )
+        return Session.from_item(item)
 
     def view(self, session: Session) -> dict[str, Any]:
         account = self.ledger.account(session_account(session.session_id))
-        totals = self.store.get(*totals_key(session.session_id)) or {}
+        totals = self.ledger.item(totals_key(session.session_id)) or {}
         return {
             "session_id": session.session_id,
             "status": session.status,
@@ -162,22 +123,17 @@ class Sessions(OwnerDefaults):
         invoice = self.invoices.issue(self.kind, session_id, amount, f"Timmy: session {session_id}", base_url)
         batch = self.ledger.batch()
         self.invoices.add(batch, invoice)
-        row: dict[str, Any] = {
-            "pk": session_key(session_id)[0],
-            "sk": session_key(session_id)[1],
-            "type": "session",
-            "session_id": session_id,
-            "state": "awaiting_payment",
-            "token_hash": _hash_token(token),
-            "created_at": decimal_seconds(batch.now),
-            "last_used_at": decimal_seconds(batch.now),
-            "base_url": base_url,
-        }
-        if caller is not None:
-            row["pubkey"] = caller.pubkey
-        if refund_address:
-            row["refund_address"] = refund_address.lower()
-        batch.put_once(f"session:{session_id}", row)
+        session = Session(
+            session_id=session_id,
+            status="awaiting_payment",
+            token_hash=_hash_token(token),
+            pubkey=caller.pubkey if caller is not None else None,
+            refund_address=refund_address.lower() if refund_address else None,
+            created_at=batch.now,
+            base_url=base_url,
+            last_used_at=batch.now,
+        )
+        batch.put_once(f"session:{session_id}", session.item())
         self.ledger.commit(batch)
         return self.authorize(session_id, token), token, invoice
 
@@ -196,13 +152,7 @@ class Sessions(OwnerDefaults):
     # --- the invoice owner ---------------------------------------------------------------------
 
     def account_id(self, invoice: InvoiceRecord) -> str:
-        return session_account(invoice.owner_id)
-
-    def excess_account_id(self, invoice: InvoiceRecord) -> str:
-        return session_account(invoice.owner_id)  # all of a payment is the session's balance
-
-    def transfer_code(self, invoice: InvoiceRecord) -> str:
-        return TransferCode.INVOICE_PAYMENT
+        return session_account(invoice.owner_id)  # all of a payment, excess included, is the balance
 
     def book(self, batch: Batch, invoice: InvoiceRecord) -> None:
         batch.count(totals_key(invoice.owner_id), {"type": "session_totals"}, topped_up_sats=invoice.received_sats)
@@ -235,7 +185,8 @@ class Sessions(OwnerDefaults):
     def request(self, session: Session, request: object, model: str | None, max_output_tokens: object) -> RequestOutcome:
         if session.status != "active":
             raise Conflict(f"the session is {session.status}; requests need an active session", code="session_not_active")
-        estimate = self._evaluator().evaluate(request, model, max_output_tokens).estimate
+        evaluation = self.work.evaluate(request, model, max_output_tokens)
+        estimate = evaluation.estimate
         caller = self._caller_of(session.pubkey) if session.pubkey else None
         request_id = new_owner_id()
         decision, reservation = (
@@ -280,26 +231,24 @@ class Sessions(OwnerDefaults):
         if reservation is not None and not free:
             self._release(session, request_id)  # a smaller twin hold cannot happen for a fresh id; never keep it
         try:
-            result = self._executor().run(request if isinstance(request, str) else "", estimate.model, estimate.output_tokens)
-            if not result.text.strip():
-                raise EmptyOutput("the model answered with no text")
+            result = self.work.run(evaluation.request, estimate)
         except ExecutorError as error:
             self._abandon(session, request_id, hold, free)
             raise Unavailable(f"the work failed and nothing was charged: {type(error).__name__}", code="work_failed") from None
         except BaseException:
             self._abandon(session, request_id, hold, free)
             raise
-        actual = self.pricing.actual_charge_sats(result.usage, estimate.model, estimate)
+        actual = self.work.actual_charge_sats(result, estimate)
         absorbed = 0
         if free and caller is not None and reservation is not None:
-            absorbed = self.free_tier.record_grant(
-                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id
+            absorbed = self.free_tier.record_grant(  # settled from the reservation held: no read first
+                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id, reservation=reservation
             ).absorbed_sats
         elif decision.serve == "partial" and caller is not None and actual > 0:
             partial = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
             if partial is not None:
                 absorbed = self.free_tier.record_grant(
-                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id
+                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id, reservation=partial
                 ).absorbed_sats
         charge = max(actual - absorbed, 0)
         batch = self.ledger.batch()
@@ -324,8 +273,7 @@ class Sessions(OwnerDefaults):
 
     def _release(self, session: Session, request_id: str) -> None:
         if session.pubkey:
-            with contextlib.suppress(Conflict, NotFound):
-                self.free_tier.release_reservation(session.pubkey, request_id)
+            self.work.release(session.pubkey, request_id)
 
     # --- close -----------------------------------------------------------------------------------
 
@@ -356,9 +304,9 @@ class Sessions(OwnerDefaults):
 
     def _pay_out(self, session: Session, bolt11: object | None, available: int) -> PayoutRecord:
         if bolt11 is None:
-            if not session.refund_address or self._refund_resolver is None:
+            bolt11 = self.refund_invoice(session.refund_address, available, f"Timmy: session {session.session_id}")
+            if bolt11 is None:
                 raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
-            bolt11 = self._refund_resolver().invoice_for(session.refund_address, available, f"Timmy: session {session.session_id}").bolt11
         payouts = self._payouts()
         decoded = payouts.check_invoice(bolt11, available)
         payout = payouts.pay(
@@ -367,6 +315,7 @@ class Sessions(OwnerDefaults):
             session_account(session.session_id),
             str(bolt11),
             available,
+            decoded,
         )
         if payout.status.value == "succeeded":
             self._count_refund(session.session_id, payout)
@@ -387,18 +336,10 @@ class Sessions(OwnerDefaults):
                 raise
 
     def _reload(self, session_id: str) -> Session:
-        item = self.store.get(*session_key(session_id))
+        item = self.ledger.item(session_key(session_id))
         if item is None:
             raise NotFound("no such session", code="session_not_found")
-        return Session(
-            item["session_id"],
-            item["state"],
-            item["token_hash"],
-            item.get("pubkey"),
-            item.get("refund_address"),
-            float(item["created_at"]),
-            item.get("base_url", ""),
-        )
+        return Session.from_item(item)
 
     # --- the sweeper -----------------------------------------------------------------------------
 
@@ -406,7 +347,7 @@ class Sessions(OwnerDefaults):
         """Close and refund the sessions with a refund address idle past SESSION_IDLE_SECONDS (one
         whose requests are still running is left for the next run). Answers how many were closed."""
         cutoff = self.clock.now() - self.settings.session_idle_seconds
-        items, _ = self.store.query(IDLE_PARTITION, index="gsi1", sk_max=f"{iso(cutoff)}#\uffff", limit=limit)
+        items, _ = self.ledger.listed(IDLE_PARTITION, limit, until=cutoff)
         closed = 0
         for item in items:
             session = self._reload(item["session_id"])

@@ -2,8 +2,8 @@
 
 Each sample is a fresh interpreter importing the handler module the way Lambda does (the
 function's CodeUri and the layer on sys.path, Lambda's environment with the template's defaults:
-X-Ray SDK off), alternating with fresh interpreters that only `import boto3`; the figures are the
-medians. Interpreter start-up is excluded from both.
+X-Ray SDK off), each after a fresh interpreter that only does `import boto3`; the figures are the
+medians, a ratio the median of those pairs' ratios. Interpreter start-up is excluded from both.
 
 The import is only part of a cold start: Lambda's INIT phase (the import) is followed by the first
 invocation, which pays for everything deferred to it (the services and boto3, the route's
@@ -13,18 +13,26 @@ time minus the second's is what the first request pays once. Both are printed, a
 cold start a caller waits for (without Lambda's own overhead and the network: DynamoDB is local,
 secrets are environment values, the price is fixed). `--import-only` skips the requests (no Java).
 
+Every module is read from its .pyc (bench/estimate.py), as the deployed layer (shared/Makefile) and
+the runtime have them; but not the functions' own code, which SAM's python3.12 build method ships
+without. `--without-layer-bytecode` measures the layer as that method built it before
+shared/Makefile: no .pyc for anything but the standard library and the runtime's boto3 and
+s3transfer (the layer's botocore, pulled in by the X-Ray SDK, shadows the runtime's).
+
 Then each import deferred to the one route that needs it (LAZY) is timed on its own, after the
 handler's import, in a fresh interpreter: what that route's first request pays for it.
 
-Run: .venv/bin/python bench/coldstart.py [--runs N] [--import-only]
+Run: .venv/bin/python bench/coldstart.py [--runs N] [--import-only] [--without-layer-bytecode]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import sysconfig
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -33,12 +41,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from estimate import BOTO3_IMPORT, LAMBDA_ENV, ROOT, fresh_interpreter, import_seconds
+from estimate import BOTO3_IMPORT, BYTECODE_DIR, LAMBDA_ENV, ROOT, fresh_interpreter, import_seconds
 
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
 from local.template import resources  # noqa: E402
 
 GOAL = 1.3
+RUNTIME_PACKAGES = ("boto3", "s3transfer")  # the Lambda runtime's own, with their .pyc; the layer has the rest
 
 # function -> (CodeUri, handler module), read from template.yaml (every function, as deployed)
 FUNCTIONS = {
@@ -164,6 +173,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--import-only", action="store_true", help="no first requests (DynamoDB Local needs Java)")
+    parser.add_argument(
+        "--without-layer-bytecode", action="store_true", help="the layer without .pyc files, as built before shared/Makefile"
+    )
     args = parser.parse_args()
     paths = {name: [ROOT / code_uri, ROOT / "shared"] for name, (code_uri, _) in FUNCTIONS.items()}
     events = {name: "" if args.import_only else str(ROOT / "events" / name / FIRST_REQUEST[name]) for name in FUNCTIONS}
@@ -172,34 +184,39 @@ def main() -> int:
         import_seconds(FLOOR, [])
         for name, (_, module) in FUNCTIONS.items():
             run_child(child_code(name, module, events[name]), paths[name])
+        # Each handler's sample is paired with an `import boto3` just before it, and its ratio is the
+        # median of the pairs' ratios: other processes' load on the machine changes both alike.
         samples: dict[str, list[list[float]]] = {name: [] for name in FUNCTIONS}
-        boto3_samples: list[float] = []
+        boto3_before: dict[str, list[float]] = {name: [] for name in [*FUNCTIONS, "floor"]}
         floor_samples: list[float] = []
-        for _ in range(args.runs):
-            boto3_samples.append(import_seconds(BOTO3_IMPORT, []))
-            floor_samples.append(import_seconds(FLOOR, []))
-            for name, (_, module) in FUNCTIONS.items():
-                samples[name].append(run_child(child_code(name, module, events[name]), paths[name]))
-    boto3_ms = statistics.median(boto3_samples) * 1000
-    print(f"cold start ({args.runs} fresh interpreters each, medians; goal: import <= {GOAL}x import boto3)")
+        with deployed_bytecode(args.without_layer_bytecode):
+            for _ in range(args.runs):
+                boto3_before["floor"].append(import_seconds(BOTO3_IMPORT, []))
+                floor_samples.append(import_seconds(FLOOR, []))
+                for name, (_, module) in FUNCTIONS.items():
+                    boto3_before[name].append(import_seconds(BOTO3_IMPORT, []))
+                    samples[name].append(run_child(child_code(name, module, events[name]), paths[name]))
+    boto3_ms = statistics.median(t for times in boto3_before.values() for t in times) * 1000
+    layer = "WITHOUT the layer's .pyc files (as built before shared/Makefile)" if args.without_layer_bytecode else "the layer's .pyc files"
+    print(f"cold start ({args.runs} fresh interpreters each, medians; {layer}; goal: import <= {GOAL}x import boto3)")
     print(f"  {'import boto3':<20} {boto3_ms:7.1f} ms")
+    floor_ratio = statistics.median(f / b for f, b in zip(floor_samples, boto3_before["floor"], strict=True))
     floor_ms = statistics.median(floor_samples) * 1000
-    print(
-        f"  {'Powertools floor':<20} {floor_ms:7.1f} ms {floor_ms / boto3_ms:5.2f}x       (the resolver with validation, Logger, Metrics)"
-    )
+    print(f"  {'Powertools floor':<20} {floor_ms:7.1f} ms {floor_ratio:5.2f}x       (the resolver with validation, Logger, Metrics)")
     header = "" if args.import_only else "   first request (a second one)   import + first request"
     print(f"  {'handler':<20} {'import':>10} {'ratio':>6}      {header}")
     worst = 0.0
     for name in FUNCTIONS:
         import_ms = statistics.median(s[0] for s in samples[name]) * 1000
-        ratio = import_ms / boto3_ms
+        ratio = statistics.median(s[0] / b for s, b in zip(samples[name], boto3_before[name], strict=True))
         worst = max(worst, ratio)
         line = f"  {name:<20} {import_ms:7.1f} ms {ratio:5.2f}x {'ok  ' if ratio <= GOAL else 'OVER'}"
         if not args.import_only:
             first_ms = statistics.median(s[1] for s in samples[name]) * 1000
             second_ms = statistics.median(s[2] for s in samples[name]) * 1000
             total_ms = statistics.median(s[0] + s[1] for s in samples[name]) * 1000
-            line += f"   {first_ms:7.1f} ms ({second_ms:5.1f} ms)   {total_ms:7.1f} ms {total_ms / boto3_ms:5.2f}x"
+            total_ratio = statistics.median((s[0] + s[1]) / b for s, b in zip(samples[name], boto3_before[name], strict=True))
+            line += f"   {first_ms:7.1f} ms ({second_ms:5.1f} ms)   {total_ms:7.1f} ms {total_ratio:5.2f}x"
             line += f"  {FIRST_REQUEST[name]}"
         print(line)
     print("imports deferred to the one route that uses them (paid by its first request, after the handler's import):")
@@ -215,6 +232,27 @@ def main() -> int:
             lazy_ms = statistics.median(run_child(code, paths[name])[0] for _ in range(args.runs))
             print(f"  {name:<20} {lazy_ms * 1000:7.1f} ms  {lazy}  ({route})")
     return 0 if worst <= GOAL else 1
+
+
+@contextmanager
+def deployed_bytecode(without_layer: bool) -> Iterator[None]:
+    """The .pyc files a deployment has: the functions' own code has none (SAM's python3.12 method);
+    without the layer's, only the standard library and the runtime's boto3 and s3transfer have them."""
+    prune = [ROOT / "functions"]
+    if without_layer:
+        site_packages = Path(sysconfig.get_paths()["purelib"])
+        prune += [ROOT / "shared", *(p for p in site_packages.iterdir() if p.name not in RUNTIME_PACKAGES)]
+    for source in prune:
+        cached = Path(BYTECODE_DIR) / source.absolute().relative_to("/")  # the path as imported, symlinks kept
+        if source.is_dir():
+            shutil.rmtree(cached, ignore_errors=True)
+        for pyc in cached.parent.glob(f"{source.stem}.*.pyc") if source.suffix == ".py" else ():
+            pyc.unlink()
+    LAMBDA_ENV["PYTHONDONTWRITEBYTECODE"] = "1"  # compiled on every import, as on a read-only /opt
+    try:
+        yield
+    finally:
+        del LAMBDA_ENV["PYTHONDONTWRITEBYTECODE"]
 
 
 def _modules_after_import(module: str, path: list[Path]) -> set[str]:

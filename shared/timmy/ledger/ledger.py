@@ -432,6 +432,20 @@ class Ledger:
         """Several items in one round trip (consistent)."""
         return self.store.batch_get(keys)
 
+    def snapshot(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Up to 100 items in one round trip, as one snapshot: no transaction is seen half-applied
+        across them (an account and the counter its transaction also moved). A read that met a write
+        transaction in flight is retried (bounded, jittered); `LedgerConflict` after that."""
+        for attempt in range(CONFLICT_RETRIES_MAX - 1):
+            try:
+                return self.store.transact_get(keys)
+            except TransactionCancelled:
+                self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
+        try:
+            return self.store.transact_get(keys)
+        except TransactionCancelled:
+            raise LedgerConflict("the ledger is busy; retry shortly") from None
+
     def listed(
         self, partition: str, limit: int, *, until: float | None = None, start_key: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

@@ -37,7 +37,7 @@ THROTTLE_SECONDS_DEFAULT = 10.0
 IDLE_SECONDS_DEFAULT = 300.0
 INIT_SECONDS_MIN = 10.0  # Lambda's init phase has its own 10 s limit; a loaded machine needs it
 WATCH_INTERVAL_SECONDS = 0.5
-DELAY_FILE_VARIABLE = "TIMMY_LOCAL_DELAY_FILE"  # test only: seconds each invocation sleeps first
+DELAY_FILE_VARIABLE = "TIMMY_LOCAL_DELAY_FILE"  # test only: seconds each invocation (or one, see _delay_seconds) sleeps first
 WORKER_MODULE = "local.environment"
 
 
@@ -214,6 +214,7 @@ class FunctionPool:
         self.throttle_seconds, self.idle_seconds = throttle_seconds, idle_seconds
         self.generation = 0
         self.idle: list[Environment] = []  # most recently used last
+        self.busy: set[Environment] = set()  # serving an event now
         self.total = 0  # alive or starting
         self.cold_starts = 0
         self.last_init_ms = 0.0
@@ -242,6 +243,7 @@ class FunctionPool:
                 while self.idle:
                     environment = self.idle.pop()
                     if environment.alive and environment.generation == self.generation:
+                        self.busy.add(environment)
                         return environment
                     self.total -= 1
                     environment.retire()
@@ -258,6 +260,11 @@ class FunctionPool:
                 environment = Environment(self.spec, self.python, generation)
                 self.last_init_ms = environment.wait_ready()
             self.cold_starts += 1
+            with self._cond:
+                if self._closed:  # stopped during the cold start
+                    environment.kill()
+                    raise FunctionError("the local stack is stopping")
+                self.busy.add(environment)
             return environment
         except BaseException:
             with self._cond:
@@ -267,6 +274,7 @@ class FunctionPool:
 
     def _checkin(self, environment: Environment, healthy: bool) -> None:
         with self._cond:
+            self.busy.discard(environment)
             if healthy and not self._closed and environment.alive and environment.generation == self.generation:
                 self.idle.append(environment)
                 self._cond.notify()
@@ -295,9 +303,15 @@ class FunctionPool:
         self.retire_idle()
 
     def close(self) -> None:
+        """Stop: idle environments retire, busy ones are killed (their events fail, as a Lambda
+        environment shut down mid-invocation), so no process outlives the stack."""
         with self._cond:
             self._closed = True
+            busy = list(self.busy)
         self.retire_idle()
+        for environment in busy:
+            if environment.alive:
+                environment.process.kill()  # its invoking thread sees the socket close and cleans up
 
     @property
     def pids(self) -> list[int]:
@@ -379,6 +393,30 @@ class ExecutionEnvironments:
             pool.close()
 
 
+def _delay_seconds(path: str, logical_id: str) -> float:
+    """How long this invocation sleeps first (TIMMY_LOCAL_DELAY_FILE, tests only). A number in the file
+    delays every invocation of every function while the file exists. A JSON object `{"function":
+    <logical id>, "seconds": n}` delays one invocation of that function: the environment that claims
+    the file (renames it away, which only one process can do) sleeps, and the file is gone."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return 0.0
+    if not text.lstrip().startswith("{"):
+        return float(text or 0)
+    try:
+        wanted = json.loads(text)
+    except ValueError:
+        return 0.0  # being written: not yet a delay
+    if wanted.get("function") != logical_id:
+        return 0.0
+    try:
+        os.rename(path, f"{path}.claimed-{os.getpid()}")
+    except FileNotFoundError:
+        return 0.0  # another invocation claimed it first
+    return float(wanted.get("seconds", 0))
+
+
 def _serve(fd: int, description: dict[str, Any]) -> int:
     """The environment's side: import the handler, say ready, then one event per line until EOF."""
     import traceback
@@ -412,8 +450,8 @@ def _serve(fd: int, description: dict[str, Any]) -> int:
     try:
         for line in reader:
             event = json.loads(line)["event"]
-            if delay_file and os.path.exists(delay_file):
-                time.sleep(float(Path(delay_file).read_text() or 0))
+            if delay_file:
+                time.sleep(_delay_seconds(delay_file, spec.logical_id))
             try:
                 result = {"result": handler(event, LambdaContext(spec))}
             except Exception as error:

@@ -1,8 +1,13 @@
-"""Lambda's SQS event source mapping, played locally: one thread per `SQS` event of template.yaml.
+"""Lambda's SQS event source mapping, played locally: pollers for each `SQS` event of template.yaml.
 
 It receives batches of the configured size, hands the function real SQS event records, deletes the
 messages that succeeded and leaves those named in `batchItemFailures` (or all of them, when the
 handler raised) to come back after the visibility timeout, and to the DLQ after `maxReceiveCount`.
+
+As in Lambda, several batches of one queue run at once (Lambda starts five pollers and scales up to
+the function's concurrency): here one poller per environment the function may have (its pool's
+cap), so a slow invocation — a worker held by its provider, or killed at its Timeout — holds up
+its own batch only, not the whole queue. An in-process loader (no pools) gets one poller.
 """
 
 from __future__ import annotations
@@ -108,6 +113,11 @@ class Poller:
         self.mappings = mappings if mappings is not None else mappings_from(loader)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        # One ReceiveMessage at a time per queue: moto's receive_message takes no lock between finding
+        # a visible message and marking it received (moto/sqs/models.py), so two receivers woken by one
+        # new message could both take it; SQS hands it to one. Invocations still run side by side.
+        self._receiving = {mapping.queue: threading.Lock() for mapping in self.mappings}
         self.batches = 0
         self._visibility: dict[str, float] = {}  # queue logical id -> VisibilityTimeout seconds
 
@@ -115,10 +125,16 @@ class Poller:
         for mapping in self.mappings:
             if mapping.queue not in self.sqs.queue_urls:
                 raise ValueError(f"{mapping.function} reads {mapping.queue}, which the local SQS did not create")
-            thread = threading.Thread(target=self._run, args=(mapping,), name=f"poller-{mapping.function}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            for index in range(self.pollers(mapping)):
+                thread = threading.Thread(target=self._run, args=(mapping,), name=f"poller-{mapping.function}-{index}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         return self
+
+    def pollers(self, mapping: EventSourceMapping) -> int:
+        """Batches of this mapping that may run at once: the function's environments (1 in process)."""
+        pool = (getattr(self.loader, "pools", None) or {}).get(mapping.function)
+        return max(1, int(pool.cap)) if pool is not None else 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -155,7 +171,8 @@ class Poller:
             # The whole batch failed: every message comes back after its visibility timeout.
             traceback.print_exc(file=sys.stderr)
             return len(records)
-        self.batches += 1
+        with self._lock:
+            self.batches += 1
         keep = failed_ids(result, records, mapping.report_batch_item_failures)
         done = [r for r in records if r["messageId"] not in keep]
         for start in range(0, len(done), RECEIVE_MAX):
@@ -182,13 +199,19 @@ class Poller:
         messages: dict[str, dict[str, Any]] = {}  # by message id: one that came back meanwhile counts once
         deadline = math.inf
         while len(messages) < mapping.batch_size and not self._stop.is_set() and time.monotonic() < deadline:
-            response = client.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=min(RECEIVE_MAX, mapping.batch_size - len(messages)),
-                WaitTimeSeconds=WAIT_SECONDS if not messages else 0,  # SQS waits whole seconds: within the window, poll
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            receiving = self._receiving.setdefault(mapping.queue, threading.Lock())
+            if not receiving.acquire(timeout=GATHER_POLL_SECONDS):
+                continue  # another poller of this queue is receiving: ask again (or stop)
+            try:
+                response = client.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=min(RECEIVE_MAX, mapping.batch_size - len(messages)),
+                    WaitTimeSeconds=WAIT_SECONDS if not messages else 0,  # SQS waits whole seconds: within the window, poll
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            finally:
+                receiving.release()
             received = response.get("Messages") or []
             if received and not messages:
                 deadline = time.monotonic() + self._window(mapping, client)

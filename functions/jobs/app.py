@@ -62,6 +62,9 @@ class JobAnswer(Answer):
     receipt: Receipt
     result: str | None = Field(default=None, description="present once complete")
     failure: str | None = Field(default=None, description="present when the work failed")
+    invoice: InvoiceView | None = Field(
+        default=None, description="while the job awaits a payment (the eval fee's, the work's or the shortfall's): the invoice to pay"
+    )
 
 
 class CreatedJob(JobAnswer):
@@ -110,13 +113,15 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
 
 @app.get(
     "/api/jobs/<job_id>",
-    summary="A job's status, result and receipt",
+    summary="A job's status, result and receipt; while it awaits a payment, the invoice to pay",
     responses={200: documented(JobAnswer, "the job")},
     openapi_extensions=errors(404),
 )
 def get_job(job_id: Annotated[str, Path(description="the job_id POST /api/jobs answered")]) -> dict[str, Any]:
     jobs = services().jobs
-    return shaped(JobAnswer, jobs.view(jobs.require(job_id)))
+    job = jobs.require(job_id)
+    invoice = jobs.awaited_invoice(job)  # awaiting_eval_payment → the work's invoice, awaiting_topup → the shortfall's
+    return shaped(JobAnswer, jobs.view(job) if invoice is None else {**jobs.view(job), "invoice": invoice_view(invoice)})
 
 
 @app.post(

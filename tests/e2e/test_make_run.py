@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,9 @@ def processes_mentioning(marker: str) -> list[str]:
     return found
 
 
-def start(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def start(port: int, data_dir: Path, configuration: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`python -m local.run` as `make run` starts it, with `configuration` (environment variables, as
+    an operator sets them) on top of this process's environment."""
     env = {**os.environ, "PORT": str(port), "TIMMY_DATA_DIR": str(data_dir), "PYTHONPATH": f"{ROOT}:{ROOT / 'shared'}"}
     for name in (
         "TABLE_NAME",
@@ -48,6 +51,7 @@ def start(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
         "TOKEN_SECRET",
     ):
         env.pop(name, None)
+    env.update(configuration or {})
     return subprocess.Popen(
         [sys.executable, "-m", "local.run"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )

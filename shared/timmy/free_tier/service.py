@@ -516,22 +516,16 @@ class FreeTierService:
         ledger) is counted and left for the next run; it does not stop the sweep.
         """
         report = SweepReport()
-        start: dict[str, Any] | None = None
-        now = self.clock.now()
-        for _page in range(pages_max):
-            expired, start = self.ledger.expired_pending(now, page_size, start)
-            for hold in expired:
-                try:
-                    voided = self._release(hold)
-                except Exception as error:  # one hold's failure must not strand the rest
-                    report.failed.append(f"{hold.transfer_id}: {type(error).__name__}")
-                    continue
-                if voided:
-                    report.voided += 1
-                else:
-                    report.skipped += 1
-            if start is None:
-                break
+        for hold in self.ledger.expired_holds(self.clock.now(), page_size, pages_max):
+            try:
+                voided = self._release(hold)
+            except Exception as error:  # one hold's failure must not strand the rest
+                report.failed.append(f"{hold.transfer_id}: {type(error).__name__}")
+                continue
+            if voided:
+                report.voided += 1
+            else:
+                report.skipped += 1
         return report
 
     def _release(self, hold: Transfer, expect: dict[str, Any] | None = None) -> bool:

@@ -63,6 +63,7 @@ class Job(Row, kind="job", id_field="job_id"):
     charged_sats: int = 0
     failure: str | None = None
     refund_payout_id: str | None = None
+    executing_at: float | None = None  # when the work could start (its message sent)
 
     @property
     def quoted_sats(self) -> int:

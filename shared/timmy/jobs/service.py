@@ -27,7 +27,7 @@ from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateL
 from timmy.free_tier import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
-from timmy.ledger.ledger import Batch, ConditionFailed, Limit
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.messages import JOB_EXECUTE
 from timmy.metering import Estimate
@@ -45,6 +45,11 @@ JOB_MEMO = "Timmy: job {job_id}"
 TOPUP_MEMO = "Timmy: the rest of job {job_id}"
 EVAL_MEMO = "Timmy: the eval fee of job {job_id}"
 UNPAID = (JobStatus.AWAITING_EVAL_PAYMENT, JobStatus.AWAITING_PAYMENT, JobStatus.AWAITING_TOPUP)
+# A settlement that crashed between starting a job and sending its work message is redelivered after
+# the settlement queue's VisibilityTimeout (60 s): its next step re-sends the message. A twin of the
+# notification (the sweeper's booking racing the webhook's, a backend's retry) comes sooner, while the
+# first message is alive: re-sending then would run the work, and pay the provider, twice.
+WORK_RESEND_AFTER_SECONDS = 30
 
 
 @dataclass(eq=False)
@@ -116,7 +121,12 @@ class Jobs(PaidWork):
         batch = self.ledger.batch()
         if reservation is not None and reservation.amount_sats >= estimate.sats:
             job = replace(
-                base, status=JobStatus.EXECUTING, reserved_sats=reservation.amount_sats, reservation=reservation.as_item(), serve="free"
+                base,
+                status=JobStatus.EXECUTING,
+                reserved_sats=reservation.amount_sats,
+                reservation=reservation.as_item(),
+                serve="free",
+                executing_at=base.created_at,
             )
             batch.put_once(f"job:{job_id}", job.item())
             self.ledger.commit(batch)
@@ -161,7 +171,7 @@ class Jobs(PaidWork):
                 self._eval_paid(job)
             return
         if job is None or job.status not in UNPAID:
-            if job is not None and job.status is JobStatus.EXECUTING:
+            if job is not None and job.status is JobStatus.EXECUTING and self._work_message_may_be_lost(job):
                 self.work_queue.send({"type": JOB_EXECUTE, "job_id": job.job_id})  # the crash before the send, healed
             return
         if invoice.payment_hash != (job.topup_hash if job.status is JobStatus.AWAITING_TOPUP else job.invoice_hash):
@@ -177,6 +187,11 @@ class Jobs(PaidWork):
         elif job.status is JobStatus.AWAITING_TOPUP:
             held, taken = job.reserved_sats, job.reservation
         self._start(job, held, taken)
+
+    def _work_message_may_be_lost(self, job: Job) -> bool:
+        """Whether a repeated notification finds the job started long enough ago that its work
+        message may never have been sent (see WORK_RESEND_AFTER_SECONDS)."""
+        return job.executing_at is None or self.clock.now() - job.executing_at >= WORK_RESEND_AFTER_SECONDS
 
     def _eval_paid(self, job: Job) -> None:
         """The eval fee is charged from the escrow and the work's invoice issued, in one transaction."""
@@ -217,12 +232,7 @@ class Jobs(PaidWork):
         """The job's invoice expired unpaid: the job expires; a partial grant held for it is released
         and whatever was paid stays refundable in the escrow."""
         job = self.get(invoice.owner_id)
-        if job is None or job.status not in UNPAID:
-            return
-        current = {JobStatus.AWAITING_EVAL_PAYMENT: job.eval_hash, JobStatus.AWAITING_PAYMENT: job.invoice_hash}.get(
-            job.status, job.topup_hash
-        )
-        if invoice.payment_hash != current:
+        if job is None or job.status not in UNPAID or invoice.payment_hash != _awaited_hash(job):
             return
         batch = self.ledger.batch()
         self._move(batch, job, JobStatus.EXPIRED)
@@ -313,7 +323,11 @@ class Jobs(PaidWork):
         set_ = {name: value for name, value in changes.items() if value is not None}
         remove: tuple[str, ...] = () if to is JobStatus.EXECUTING else INDEX_ATTRIBUTES
         if to is JobStatus.EXECUTING:  # listed for the sweeper from the moment the work may start
-            set_ |= {"gsi1pk": JOBS_RUNNING_PARTITION, "gsi1sk": f"{iso(batch.now)}#{job.job_id}"}
+            set_ |= {
+                "gsi1pk": JOBS_RUNNING_PARTITION,
+                "gsi1sk": f"{iso(batch.now)}#{job.job_id}",
+                "executing_at": decimal_seconds(batch.now),
+            }
         batch.transition(f"job:{job.job_id}", job_key(job.job_id), sources_of(JOB_TRANSITIONS, to), to.value, set_=set_, remove=remove)
 
     def sweep(self, limit: int = 100) -> int:
@@ -375,6 +389,12 @@ class Jobs(PaidWork):
         except Exception as error:  # unreachable address, refused invoice, a busy backend: claimable, never lost
             log.warning("automatic refund not paid; it stays claimable", extra={"job_id": job.job_id, "error": str(error)[:200]})
 
+    def awaited_invoice(self, job: Job) -> InvoiceRecord | None:
+        """The invoice an unpaid job waits for: the eval fee's, the work's, or the top-up's (each
+        issued only once the one before is paid, so the caller reads it here). None once paid."""
+        payment_hash = _awaited_hash(job)
+        return self.invoices.get(payment_hash) if payment_hash else None
+
     # --- receipts --------------------------------------------------------------------------
 
     def view(self, job: Job) -> dict[str, Any]:
@@ -426,6 +446,15 @@ class Jobs(PaidWork):
         if job.failure:
             answer["failure"] = job.failure
         return answer
+
+
+def _awaited_hash(job: Job) -> str | None:
+    """The payment hash of the invoice an unpaid job waits for (None when it waits for none)."""
+    return {
+        JobStatus.AWAITING_EVAL_PAYMENT: job.eval_hash,
+        JobStatus.AWAITING_PAYMENT: job.invoice_hash,
+        JobStatus.AWAITING_TOPUP: job.topup_hash,
+    }.get(job.status)
 
 
 def _count_unpaid(batch: Batch, job: Job, delta: int, bound: int | None = None) -> None:

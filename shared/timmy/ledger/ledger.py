@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -432,6 +432,20 @@ class Ledger:
         """Several items in one round trip (consistent)."""
         return self.store.batch_get(keys)
 
+    def snapshot(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Up to 100 items in one round trip, as one snapshot: no transaction is seen half-applied
+        across them (an account and the counter its transaction also moved). A read that met a write
+        transaction in flight is retried (bounded, jittered); `LedgerConflict` after that."""
+        for attempt in range(CONFLICT_RETRIES_MAX - 1):
+            try:
+                return self.store.transact_get(keys)
+            except TransactionCancelled:
+                self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
+        try:
+            return self.store.transact_get(keys)
+        except TransactionCancelled:
+            raise LedgerConflict("the ledger is busy; retry shortly") from None
+
     def listed(
         self, partition: str, limit: int, *, until: float | None = None, start_key: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -442,18 +456,23 @@ class Ledger:
         sk_max = None if until is None else f"{iso(until)}#\uffff"
         return self.store.query(partition, index="gsi1", sk_max=sk_max, limit=limit, start_key=start_key)
 
-    def expired_pending(
-        self, now: float, limit: int, start_key: dict[str, Any] | None = None
-    ) -> tuple[list[Transfer], dict[str, Any] | None]:
-        """One page of holds whose expiry has passed, oldest first (the sparse pending index), and
-        the key the next page starts from (None after the last page).
+    def each_listed(self, partition: str, page_size: int, pages_max: int, *, until: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every row `listed` under `partition` (up to `until`), page after page by key, at most
+        `pages_max` pages of `page_size`: a sweep's whole run. Paging by key (not by re-reading the
+        first page) carries a sweep past rows a lagging index still lists after they were closed."""
+        start: dict[str, Any] | None = None
+        for _page in range(pages_max):
+            items, start = self.listed(partition, page_size, until=until, start_key=start)
+            yield from items
+            if start is None:
+                return
 
-        The index may lag (a GSI is eventually consistent): it can still list holds already
-        resolved. Such a hold fails its resolve condition and is skipped; paging by key (not by
-        re-reading the first page) carries the sweep past them.
-        """
-        items, last = self.listed(PENDING_INDEX_PARTITION, limit, until=now, start_key=start_key)
-        return [Transfer.from_item(item) for item in items], last
+    def expired_holds(self, now: float, page_size: int, pages_max: int) -> Iterator[Transfer]:
+        """The holds whose expiry has passed, oldest first (the sparse pending index). The index
+        may lag (a GSI is eventually consistent): it can still list holds already resolved; such a
+        hold fails its resolve condition and is skipped."""
+        for item in self.each_listed(PENDING_INDEX_PARTITION, page_size, pages_max, until=now):
+            yield Transfer.from_item(item)
 
     # --- single-transfer conveniences ---------------------------------------------------
 

@@ -112,6 +112,9 @@ class SettleOutcome(StrEnum):
 
 @dataclass
 class InvoiceSweep:
+    """What one sweep of the open invoices did: paid ones booked (their notification never came),
+    unpaid ones expired, ones still payable, and the ones left for the next run (an error)."""
+
     booked: int = 0
     expired: int = 0
     still_open: int = 0
@@ -267,13 +270,8 @@ class Invoices:
         ones past their expiry (and tell their owners). A backend that does not answer leaves the
         invoice for the next run; the sweep carries on."""
         report = InvoiceSweep()
-        start: dict[str, object] | None = None
-        for _ in range(pages_max):
-            items, start = self.ledger.listed(INVOICES_OPEN_PARTITION, SWEEP_PAGE_SIZE, start_key=start)
-            for item in items:
-                self._sweep_one(InvoiceRecord.from_item(item), report)
-            if start is None:
-                break
+        for item in self.ledger.each_listed(INVOICES_OPEN_PARTITION, SWEEP_PAGE_SIZE, pages_max):
+            self._sweep_one(InvoiceRecord.from_item(item), report)
         return report
 
     def _sweep_one(self, listed: InvoiceRecord, report: InvoiceSweep) -> None:

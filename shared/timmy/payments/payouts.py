@@ -44,6 +44,9 @@ SWEEP_PAGE_SIZE = 100
 
 @dataclass
 class PayoutSweep:
+    """What one sweep of the payouts still `paying` did: their outcome as the backend now reports
+    it (succeeded, failed, or still unknown), and the ones left for the next run (an error)."""
+
     succeeded: int = 0
     failed: int = 0
     still_unknown: int = 0
@@ -189,26 +192,21 @@ class Payouts:
     def sweep(self, pages_max: int = 10) -> PayoutSweep:
         """Resolve every payout still `paying`; one that cannot be resolved now is left for the next run."""
         report = PayoutSweep()
-        start: dict[str, object] | None = None
-        for _ in range(pages_max):
-            items, start = self.ledger.listed(PAYOUTS_OPEN_PARTITION, SWEEP_PAGE_SIZE, start_key=start)
-            for item in items:
-                payout_id = item["payout_id"]
-                try:
-                    record = self.get(payout_id)  # the index may lag: read the row itself
-                    if record is None or record.status is not PayoutStatus.PAYING:
-                        continue
-                    resolved = self.resolve(record)
-                except (LightningUnavailable, ConditionFailed) as error:
-                    log.warning("payout left for the next sweep", extra={"payout_id": payout_id, "error": str(error)})
-                    report.errors.append(payout_id)
+        for item in self.ledger.each_listed(PAYOUTS_OPEN_PARTITION, SWEEP_PAGE_SIZE, pages_max):
+            payout_id = item["payout_id"]
+            try:
+                record = self.get(payout_id)  # the index may lag: read the row itself
+                if record is None or record.status is not PayoutStatus.PAYING:
                     continue
-                if resolved.status is PayoutStatus.SUCCEEDED:
-                    report.succeeded += 1
-                elif resolved.status is PayoutStatus.FAILED:
-                    report.failed += 1
-                else:
-                    report.still_unknown += 1
-            if start is None:
-                break
+                resolved = self.resolve(record)
+            except (LightningUnavailable, ConditionFailed) as error:
+                log.warning("payout left for the next sweep", extra={"payout_id": payout_id, "error": str(error)})
+                report.errors.append(payout_id)
+                continue
+            if resolved.status is PayoutStatus.SUCCEEDED:
+                report.succeeded += 1
+            elif resolved.status is PayoutStatus.FAILED:
+                report.failed += 1
+            else:
+                report.still_unknown += 1
         return report

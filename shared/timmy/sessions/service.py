@@ -29,7 +29,7 @@ from timmy.clock import iso
 from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
 from timmy.identity.caller import Caller
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
-from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, session_account
+from timmy.ledger.model import OPERATOR_REVENUE, Account, TransferCode, account_key, session_account
 from timmy.ledger.rows import Row
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import check_amount, new_owner_id
@@ -96,8 +96,10 @@ class Sessions(PaidWork):
         return Session.from_item(item)
 
     def view(self, session: Session) -> dict[str, Any]:
-        account = self.ledger.account(session_account(session.session_id))
-        totals = self.ledger.item(totals_key(session.session_id)) or {}
+        account_id = session_account(session.session_id)
+        items = self.ledger.snapshot([account_key(account_id), totals_key(session.session_id)])  # refunded needs both as one
+        account = Account.from_item(items.get(account_key(account_id)), account_id)
+        totals = items.get(totals_key(session.session_id), {})
         return {
             "session_id": session.session_id,
             "status": session.status,
@@ -107,7 +109,11 @@ class Sessions(PaidWork):
             "pubkey": session.pubkey,
             "refund_address": session.refund_address,
             "totals": {
-                name: int(totals.get(name, 0)) for name in ("topped_up_sats", "charged_sats", "absorbed_sats", "refunded_sats", "requests")
+                **{name: int(totals.get(name, 0)) for name in ("topped_up_sats", "charged_sats", "absorbed_sats")},
+                # What left the balance and was not charged was paid out: read from the ledger, so a
+                # payout counts once however many closes answered it, and when it lands after them.
+                "refunded_sats": account.debits_posted - int(totals.get("charged_sats", 0)),
+                "requests": int(totals.get("requests", 0)),
             },
         }
 
@@ -317,23 +323,7 @@ class Sessions(PaidWork):
             available,
             decoded,
         )
-        if payout.status.value == "succeeded":
-            self._count_refund(session.session_id, payout)
         return payout
-
-    def _count_refund(self, session_id: str, payout: PayoutRecord) -> None:
-        """Add a paid-out close to the totals once per payout: a twin close (the same invoice, sent
-        again while the first ran) is answered the same payout and must not count it again."""
-        row_id = f"session-refund:{payout.payout_id}"
-        batch = self.ledger.batch()
-        pk, _ = session_key(session_id)
-        batch.put_once(row_id, {"pk": pk, "sk": f"REFUND#{payout.payout_id}", "type": "session_refund", "amount_sats": payout.amount_sats})
-        batch.count(totals_key(session_id), {"type": "session_totals"}, refunded_sats=payout.amount_sats)
-        try:
-            self.ledger.commit(batch)
-        except ConditionFailed as failed:
-            if not failed.lost(Limit.ROW_EXISTS, row_id):
-                raise
 
     def _reload(self, session_id: str) -> Session:
         item = self.ledger.item(session_key(session_id))

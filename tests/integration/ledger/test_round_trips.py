@@ -4,15 +4,17 @@ caller holds without reading it), and every guarantee of the read path kept when
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
-from timmy.errors import AlreadyApplied, Conflict, InvalidInput
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, LedgerConflict, TransactionCancelled
 from timmy.free_tier import FreeTierService
 from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
+from timmy.ledger import Ledger
 
 ELITE = Caller("e" * 64, "elite")  # 1,000 sats a day
 TRUSTED = Caller("7" * 64, "trusted")  # 200 sats a day
@@ -106,3 +108,27 @@ def test_a_retry_of_a_reservation_gets_the_hold_back_in_one_failed_transaction_a
 
 def _id(request_hash: str) -> str:
     return f"subsidy:{TRUSTED.pubkey}:{request_hash}"
+
+
+def test_a_snapshot_is_one_round_trip_and_retries_a_read_that_met_a_write(store: DynamoStore, clock: FixedClock) -> None:
+    ledger = Ledger(store, clock, sleep=lambda seconds: None)
+    batch = ledger.batch()
+    batch.count(("C#1", "TOTALS"), {"type": "counter"}, seen=3)
+    ledger.commit(batch)
+    before = _calls(store)
+    assert ledger.snapshot([("C#1", "TOTALS"), ("C#2", "TOTALS")])[("C#1", "TOTALS")]["seen"] == 3
+    assert _calls(store) - before == 1
+
+    class Busy:  # DynamoDB cancels a transactional read that meets a write transaction in flight
+        def __init__(self, times: int):
+            self.times = times
+
+        def transact_get(self, keys: Any) -> Any:
+            self.times -= 1
+            if self.times >= 0:
+                raise TransactionCancelled(["TransactionConflict"])
+            return store.transact_get(keys)
+
+    assert Ledger(Busy(2), clock, sleep=lambda s: None).snapshot([("C#1", "TOTALS")])  # type: ignore[arg-type]
+    with pytest.raises(LedgerConflict):
+        Ledger(Busy(100), clock, sleep=lambda s: None).snapshot([("C#1", "TOTALS")])  # type: ignore[arg-type]

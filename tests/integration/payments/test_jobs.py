@@ -12,6 +12,7 @@ import pytest
 from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
 from timmy.identity.signer import Keys
+from timmy.jobs.service import WORK_RESEND_AFTER_SECONDS
 from timmy.ledger.model import POOL, escrow_account
 from timmy.ports.executor import EmptyOutput, ExecutionFailed, ExecutionResult
 from timmy.pricing.service import TokenUsage
@@ -123,8 +124,9 @@ def test_a_pool_drained_before_the_payment_asks_for_the_shortfall_with_a_second_
     assert waiting["status"] == "awaiting_topup"
     topup = lab.services.jobs.require(created.json["job_id"])
     assert topup.topup_hash and topup.reserved_sats == 0
-    topup_invoice = lab.services.invoices.get(topup.topup_hash)
-    assert topup_invoice is not None and topup_invoice.amount_sats == created.json["free_tier"]["absorb_sats"]
+    # The caller reads the shortfall's invoice on the job.
+    assert waiting["invoice"]["payment_hash"] == topup.topup_hash
+    assert waiting["invoice"]["amount_sats"] == created.json["free_tier"]["absorb_sats"]
     lab.pay_and_settle(topup.topup_hash)
     done = job(lab, created.json["job_id"])
     assert done["status"] == "complete" and done["absorbed_sats"] == 0
@@ -213,6 +215,24 @@ def test_a_job_whose_work_never_finishes_is_failed_by_the_sweeper_and_refundable
     assert job(lab, created.json["job_id"])["status"] == "failed"
 
 
+def test_a_repeated_notification_resends_the_work_only_when_the_first_message_may_be_lost(lab: Lab) -> None:
+    """A twin notification (the sweeper's booking racing the webhook's) must not run the work twice;
+    a settlement redelivered after a crash between the start and the send must send it."""
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    payment_hash = created.json["invoice"]["payment_hash"]
+    lab.node.settle(payment_hash)
+    lab.services.invoices.settle(payment_hash)  # booked: the job starts, one work message
+    assert lab.sqs.approximate_counts("WorkQueue") == (1, 0)
+    lab.services.invoices.settle(payment_hash)  # its twin, moments later
+    assert lab.sqs.approximate_counts("WorkQueue") == (1, 0)
+    lab.clock.advance(WORK_RESEND_AFTER_SECONDS + 1)
+    lab.services.invoices.settle(payment_hash)  # a redelivery after the settlement's visibility timeout
+    assert lab.sqs.approximate_counts("WorkQueue") == (2, 0)
+    lab.run_work()
+    done = job(lab, created.json["job_id"])
+    assert done["status"] == "complete" and done["charged_sats"] + done["refundable_sats"] == created.json["invoice"]["amount_sats"]
+
+
 @pytest.fixture
 def lnurl(lab: Lab) -> Iterator[FakeLnurlServer]:
     server = FakeLnurlServer()
@@ -253,11 +273,14 @@ def test_with_an_eval_fee_a_gate_job_pays_the_fee_first_then_the_work(lab: Lab) 
     lab.pay_and_settle(created.json["invoice"]["payment_hash"])
     waiting = lab.services.jobs.require(created.json["job_id"])
     assert waiting.status.value == "awaiting_payment" and waiting.invoice_hash
+    shown = job(lab, created.json["job_id"])["invoice"]  # the work's invoice, on the job once the fee is paid
+    assert (shown["payment_hash"], shown["amount_sats"]) == (waiting.invoice_hash, created.json["receipt"]["quoted_sats"])
     lab.services.invoices.settle(created.json["invoice"]["payment_hash"])  # the fee's notification again: nothing starts
     lab.run_work()
     assert job(lab, created.json["job_id"])["status"] == "awaiting_payment"
     lab.pay_and_settle(waiting.invoice_hash)
     done = job(lab, created.json["job_id"])
     receipt = done["receipt"]
+    assert "invoice" not in done  # paid: no invoice awaited
     assert done["status"] == "complete" and receipt["eval_fee_sats"] == 3
     assert receipt["paid_sats"] == 3 + receipt["quoted_sats"] == 3 + done["charged_sats"] + done["refundable_sats"]

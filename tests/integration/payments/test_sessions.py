@@ -532,3 +532,17 @@ def test_estimates_are_upper_bounds_charged_never_above_held(lab: Lab) -> None:
         assert before - after.posted_balance_sats == outcome.charged_sats and after.debits_pending == 0
 
     one()
+
+
+def test_a_close_whose_payout_is_in_flight_counts_the_refund_when_it_lands(lab: Lab) -> None:
+    """The node has not said yet: the session is closed, its balance held by the payout (never
+    paid again); once the payout sweeper records it paid, the totals show it refunded."""
+    session_id, token = open_session(lab, 120)
+    wallet = lab.node.wallet_invoice(120, behaviour="in_flight")
+    closed = lab.api.post(f"/api/sessions/{session_id}/close", json_body={"invoice": wallet.bolt11}, headers=token)
+    assert closed.status == 200 and closed.json["status"] == "closed" and closed.json["payout"]["status"] == "pending", closed.body
+    assert (closed.json["held_sats"], closed.json["totals"]["refunded_sats"]) == (120, 0)
+    lab.node.resolve_payment(wallet.payment_hash, True)
+    lab.services.payouts.sweep()
+    after = status(lab, session_id, token)
+    assert (after["balance_sats"], after["held_sats"], after["totals"]["refunded_sats"]) == (0, 0, 120)

@@ -17,7 +17,7 @@ Every module is read from its .pyc (bench/estimate.py), as the deployed layer (s
 the runtime have them; but not the functions' own code, which SAM's python3.12 build method ships
 without. `--without-layer-bytecode` measures the layer as that method built it before
 shared/Makefile: no .pyc for anything but the standard library and the runtime's boto3 and
-s3transfer (the layer's botocore, pulled in by the X-Ray SDK, shadows the runtime's).
+s3transfer (taking the layer's botocore, pulled in by the X-Ray SDK, as the one imported).
 
 Then each import deferred to the one route that needs it (LAZY) is timed on its own, after the
 handler's import, in a fresh interpreter: what that route's first request pays for it.

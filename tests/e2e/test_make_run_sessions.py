@@ -6,14 +6,12 @@ requests at once on a balance that holds 10 estimates. The ledger audit is clean
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -35,8 +33,7 @@ WAIT_SECONDS = 30
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     # 32 requests queue for the function's 4 environments: let them wait rather than be throttled.
-    with mock.patch.dict(os.environ, {"TIMMY_LOCAL_THROTTLE_SECONDS": "60"}):
-        process = start(port, tmp_path_factory.mktemp("make-run-sessions") / "data")
+    process = start(port, tmp_path_factory.mktemp("make-run-sessions") / "data", {"TIMMY_LOCAL_THROTTLE_SECONDS": "60"})
     try:
         wait_healthy(port, process, 90)
         yield port

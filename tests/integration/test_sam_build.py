@@ -72,14 +72,15 @@ def test_make_build_works_from_a_clean_copy(tmp_path: Path) -> None:
     assert (layer / "timmy").is_dir() and (layer / "timmy_http").is_dir()
     native = list((layer / "pydantic_core").glob("_pydantic_core.cpython-312-*.so"))
     assert [so.name for so in native] == ["_pydantic_core.cpython-312-aarch64-linux-gnu.so"]  # arm64, the template's architecture
-    # Every module has its CPython 3.12 bytecode beside it, used without a look at the source's
-    # timestamp (flags 0b01: hash-based, unchecked): Lambda's /opt is read-only, a missing .pyc
-    # would be compiled again on every cold start (shared/Makefile).
+    # Every module has its bytecode for the template's runtime beside it, used without a look at the
+    # source's timestamp (flags 0b01: hash-based, unchecked): Lambda's /opt is read-only, a missing
+    # .pyc would be compiled again on every cold start (shared/Makefile).
+    tag = "cpython-" + runtime.removeprefix("python").replace(".", "")  # cpython-312
     sources = [p for p in layer.rglob("*.py") if "__pycache__" not in p.parts]
-    missing = [str(p.relative_to(layer)) for p in sources if not (p.parent / "__pycache__" / f"{p.stem}.cpython-312.pyc").is_file()]
+    missing = [str(p.relative_to(layer)) for p in sources if not (p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc").is_file()]
     assert sources and not missing, f"{len(missing)} modules without bytecode, e.g. {missing[:5]}"
     for module in ("timmy/config.py", "pydantic/main.py", "aws_lambda_powertools/event_handler/api_gateway.py", "botocore/client.py"):
-        header = (layer / module).parent.joinpath("__pycache__", f"{Path(module).stem}.cpython-312.pyc").read_bytes()[:8]
+        header = (layer / module).parent.joinpath("__pycache__", f"{Path(module).stem}.{tag}.pyc").read_bytes()[:8]
         assert int.from_bytes(header[4:8], "little") == 0b01, f"{module}: not an unchecked-hash .pyc"
     print(f"make build from a clean copy: {elapsed:.1f} s", file=sys.stderr)
 

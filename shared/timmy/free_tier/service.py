@@ -280,8 +280,13 @@ class FreeTierService:
     # --- decisions and holds -------------------------------------------------------------
 
     def decide(self, caller: Caller | None, estimated_sats: int) -> Decision:
-        """The advisory decision (contract section 3): reads, debits nothing."""
-        return self.outlook(caller, estimated_sats)[0]
+        """The advisory decision (contract section 3): debits nothing. An anonymous or blocked
+        caller is gated whatever the pool holds, so only the others' decisions read it."""
+        checked = _caller(caller)
+        if checked is None or checked.blocked:
+            require_sats(estimated_sats, "an estimate")
+            return decide_from(checked, estimated_sats, 0, 0, 0)
+        return self.outlook(checked, estimated_sats)[0]
 
     def decide_and_reserve(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
         """Decide, and when the answer is free reserve pool and budget atomically at once.

@@ -54,6 +54,12 @@ def test_a_paid_session_runs_requests_charged_their_actual_cost(lab: Lab) -> Non
     after = status(lab, session_id, token)
     assert after["held_sats"] == 0 and after["totals"]["charged_sats"] == charged and after["totals"]["requests"] == 1
     assert lab.pool_sats() == pool + charged * lab.services.settings.pool_credit_pct // 100
+    # An anonymous session is gated without reading the pool: the token, the hold, the charge, the
+    # balance — 4 DynamoDB calls.
+    usage = lab.services.store.usage  # type: ignore[attr-defined]
+    before = usage.snapshot()[0]
+    assert lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token).status == 200
+    assert usage.snapshot()[0] - before == 4
 
 
 def test_tokens_are_checked_and_reveal_nothing(lab: Lab) -> None:

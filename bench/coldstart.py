@@ -73,7 +73,10 @@ FIRST_REQUEST = {
 
 # Imports a handler defers to the one route that uses them: (module, the route that pays for it).
 LAZY: dict[str, list[tuple[str, str]]] = {
-    "estimate": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
+    "estimate": [
+        ("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)"),
+        ("timmy.payments.donations", "POST /api/pool/donations"),
+    ],
     "jobs": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
     "sessions": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
     "identity": [("timmy.identity.nip98", "every route but a refusal (timmy_http.caller)")],

@@ -103,7 +103,7 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
         job, invoice = jobs.create(
             caller, body.request, body.model, body.max_output_tokens, body.refund_address, public_base_url(app), source=source
         )
-        answer = jobs.view(job)
+        answer = jobs.view(job, new=True)  # nothing paid yet: no reads for the receipt
         if invoice is None:
             return _json(202, JobAnswer, answer)
         return _json(201, CreatedJob, {**answer, "invoice": invoice_view(invoice)})

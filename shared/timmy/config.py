@@ -130,7 +130,7 @@ class Settings(BaseModel):
     anthropic_api_key_secret_name: str = ""
 
     # --- Lightning -----------------------------------------------------------------------
-    lightning_backend: Literal["simulated", "lnbits", "lnd"] = "simulated"
+    lightning_backend: Literal["simulated", "lnbits"] = "simulated"
     timmy_data_dir: str = ".local"  # the simulated node's key and its invoices (local stack only)
     invoice_expiry_seconds: int = Field(default=900, ge=60, le=86_400)
     donation_max_sats: int = Field(default=1_000_000, ge=1)

@@ -74,11 +74,6 @@ def dispatch(queue: str, message: Mapping[str, Any]) -> None:
     handler(dict(message))
 
 
-def registered_types(queue: str) -> list[str]:
-    """The types `queue` accepts (besides ping), for logs and tests."""
-    return sorted(t for q, t in _registry if q == queue)
-
-
 def encode(message_type: str, **fields: Any) -> str:
     """The JSON body of a message of `message_type` (what producers send)."""
     return json.dumps({"type": message_type, **fields}, sort_keys=True, default=str)

@@ -109,13 +109,3 @@ def optional_caller(app: APIGatewayHttpResolver, allow_query_token: bool = False
     """The caller of the current request, or None when it sent no credentials."""
     pubkey = authenticated_pubkey(app, allow_query_token)
     return None if pubkey is None else services().identity.caller(pubkey)
-
-
-def required_caller(app: APIGatewayHttpResolver, allow_query_token: bool = False) -> Caller:
-    """The caller of the current request; a 401 when it sent no credentials."""
-    caller = optional_caller(app, allow_query_token)
-    if caller is None:
-        raise Unauthorized(
-            "this route needs 'Authorization: Nostr <NIP-98 event>' or 'Authorization: Bearer <nostr_token>'", code="missing_credentials"
-        )
-    return caller

@@ -7,7 +7,7 @@ same way from both.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
@@ -15,13 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJso
 from timmy.config import get_settings
 from timmy.errors import InvalidInput
 from timmy.identity.caller import Caller
-from timmy.payments.donations import NOTE_CHARS_MAX, Donation
-from timmy.payments.invoices import SATS_MAX
+from timmy.ledger.model import SATS_MAX
+from timmy.payments import NOTE_CHARS_MAX
 from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL, maximum_from_settings
 from timmy_http.invoices import InvoiceView, invoice_view
 from timmy_http.pool import PoolView
 from timmy_http.services import services
+
+if TYPE_CHECKING:
+    from timmy.payments.donations import Donation  # the donation route's use case: imported when it runs
 
 # The fields of both estimate routes, defined once: the query of GET and the body of POST.
 # `request` and `model` are checked by the domain (timmy.pricing: `empty_request`, `unknown_model`

@@ -144,19 +144,14 @@ class Services:
     @cached_property
     def lightning(self) -> Lightning:
         """The Lightning backend (contract section 6): simulated locally, LNbits in production."""
-        backend = self.settings.lightning_backend
-        if backend == "simulated":
+        if self.settings.lightning_backend == "simulated":
             from timmy.adapters.lightning_simulated import SimulatedLightning
 
             return SimulatedLightning(self.settings.timmy_data_dir, self.clock, notify_async=True)
-        if backend == "lnbits":
-            from timmy.adapters.lightning_lnbits import lnbits_from_settings
-            from timmy_http.secrets import lightning_api_key
+        from timmy.adapters.lightning_lnbits import lnbits_from_settings
+        from timmy_http.secrets import lightning_api_key
 
-            return lnbits_from_settings(self.settings, lambda: lightning_api_key(self.settings), self.clock)
-        from timmy.errors import Unavailable
-
-        raise Unavailable(f"the Lightning backend {backend!r} is not available in this build", code="lightning_unavailable")
+        return lnbits_from_settings(self.settings, lambda: lightning_api_key(self.settings), self.clock)
 
     @cached_property
     def invoices(self) -> Invoices:

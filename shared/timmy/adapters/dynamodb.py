@@ -157,12 +157,6 @@ class DynamoStore:
             raise
         return True
 
-    def delete(self, pk: str, sk: str) -> None:
-        self.usage.add(
-            self.client.delete_item(TableName=self.table_name, Key=serialize_item({"pk": pk, "sk": sk}), ReturnConsumedCapacity="TOTAL"),
-            writes=True,
-        )
-
     # --- transactions --------------------------------------------------------------------
 
     def transact(self, actions: Sequence[Mapping[str, Any]]) -> None:

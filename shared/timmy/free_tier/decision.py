@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from timmy.config import Tier
 from timmy.identity.caller import Caller
 from timmy.ledger.model import require_sats
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 Serve = Literal["free", "partial", "gate"]
 
@@ -24,6 +27,12 @@ class Decision:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def subsidisable(caller: Caller | None) -> TypeIs[Caller]:
+    """Whether the pool may pay for any of this caller's work: never for an anonymous or a blocked
+    caller (a block always gates), so nothing is read to decide for them."""
+    return caller is not None and not caller.blocked
 
 
 def remaining_budget_sats(budget_sats: int, used_today_sats: int, blocked: bool = False) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from timmy.clock import Clock, iso, utc_day
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, Unprocessable
-from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats
+from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats, subsidisable
 from timmy.identity.caller import Caller
 from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
 from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit, decimal_seconds
@@ -227,11 +227,11 @@ class FreeTierService:
         require_sats(estimated_sats, "an estimate")
         day = utc_day(self.clock.now())
         keys = [account_key(POOL), pool_stats_key(day)]
-        if caller is not None and not caller.blocked:
+        if subsidisable(caller):
             keys.append(budget_day_key(caller.pubkey, day))
         items = self._read_seeded(keys)
         status = self._pool_status(items, day)
-        if caller is None or caller.blocked:
+        if not subsidisable(caller):
             return decide_from(caller, estimated_sats, 0, 0, 0), status
         used = items.get(keys[2], {}).get("used_sats", 0)
         return decide_from(caller, estimated_sats, self.settings.daily_budget_sats(caller.tier), used, status.available_sats), status
@@ -283,7 +283,7 @@ class FreeTierService:
         """The advisory decision (contract section 3): debits nothing. An anonymous or blocked
         caller is gated whatever the pool holds, so only the others' decisions read it."""
         checked = _caller(caller)
-        if checked is None or checked.blocked:
+        if not subsidisable(checked):
             require_sats(estimated_sats, "an estimate")
             return decide_from(checked, estimated_sats, 0, 0, 0)
         return self.outlook(checked, estimated_sats)[0]
@@ -351,7 +351,7 @@ class FreeTierService:
         cannot be free, or this is a cold start's first call, which reads to find the seed): then
         decide on what is read, as before.
         """
-        if not self._seeded or caller is None or caller.blocked:
+        if not self._seeded or not subsidisable(caller):
             return None
         if not 0 < amount_sats <= self.settings.daily_budget_sats(caller.tier):
             return None
@@ -384,7 +384,7 @@ class FreeTierService:
     def _decide(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Transfer | None]:
         """One round trip: the pool, the caller's day counter, and the request's hold if it has one
         already (a retry after a lost answer gets that hold back instead of a second one)."""
-        if caller is None or caller.blocked:
+        if not subsidisable(caller):
             return decide_from(caller, estimated_sats, 0, 0, 0), None
         day = utc_day(self.clock.now())
         budget = self.settings.daily_budget_sats(caller.tier)

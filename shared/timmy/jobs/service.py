@@ -397,10 +397,11 @@ class Jobs(PaidWork):
 
     # --- receipts --------------------------------------------------------------------------
 
-    def view(self, job: Job) -> dict[str, Any]:
-        """`GET /api/jobs/{job_id}`."""
+    def view(self, job: Job, *, new: bool = False) -> dict[str, Any]:
+        """`GET /api/jobs/{job_id}`. `new`: the job `create` just answered (the POST's answer), of which
+        nothing can have been paid, eval-fee charged or refunded yet: the receipt needs no reads."""
         refundable = self.refundable_sats(job)
-        transfers = [f"invoice:{h}" for h in (job.eval_hash, job.invoice_hash, job.topup_hash) if h]
+        transfers = [] if new else [f"invoice:{h}" for h in (job.eval_hash, job.invoice_hash, job.topup_hash) if h]
         paid, ids = 0, []
         for transfer_id in transfers:  # what was paid in: each invoice's booking and any excess
             for booked in (self.ledger.transfer(transfer_id), self.ledger.transfer(f"{transfer_id}:excess")):
@@ -415,7 +416,7 @@ class Jobs(PaidWork):
                 refund_ids.append(payout.hold_id)
         if job.absorbed_sats:
             ids.append(_subsidy_id(job))
-        eval_fee = self.ledger.transfer(f"eval-fee:{job.job_id}") if job.eval_hash else None
+        eval_fee = self.ledger.transfer(f"eval-fee:{job.job_id}") if job.eval_hash and not new else None
         if eval_fee is not None:
             ids.append(eval_fee.transfer_id)
         if job.charged_sats:

@@ -10,10 +10,10 @@ from timmy.errors import InvalidInput
 from timmy.ledger import Ledger
 from timmy.ledger.ledger import decimal_seconds
 from timmy.ledger.model import POOL, REFUNDS_PAYABLE, TransferCode
+from timmy.payments import NOTE_CHARS_MAX
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id
 from timmy.payments.model import InvoiceRecord
 
-NOTE_CHARS_MAX = 280
 DONATION_MEMO = "Timmy: a donation to the generosity pool"
 
 

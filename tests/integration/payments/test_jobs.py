@@ -70,6 +70,17 @@ def test_the_worker_settles_a_free_or_partial_grant_in_three_round_trips(lab: La
     assert done["status"] == "complete" and 0 < done["absorbed_sats"] <= partial.json["free_tier"]["absorb_sats"]
 
 
+def test_creating_an_anonymous_gate_job_is_one_transaction(lab: Lab) -> None:
+    """The POST's answer shows a receipt of nothing paid without reading for it, and an anonymous
+    caller is gated without reading the pool: the job and its invoice in 1 DynamoDB call."""
+    lab.pool_sats()  # past the cold start's seeding
+    usage = lab.services.store.usage  # type: ignore[attr-defined]
+    before = usage.snapshot()[0]
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    assert created.status == 201 and created.json["receipt"]["paid_sats"] == 0, created.body
+    assert usage.snapshot()[0] - before == 1
+
+
 def test_a_gate_job_is_paid_charged_its_actual_cost_and_refunded_the_rest_once(lab: Lab) -> None:
     pool = lab.pool_sats()
     created = lab.api.post("/api/jobs", json_body=BODY)

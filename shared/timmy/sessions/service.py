@@ -64,8 +64,9 @@ class Session(Row, kind="session", id_field="session_id"):
     last_used_at: float | None = None
     # The payouts closes claimed (usually one; another after a failed one, or for a top-up paid
     # after the close), each added in its claim's transaction: a close tells their holds on the
-    # balance from the holds of requests by them.
+    # balance from the holds of requests by them, and answers the last one claimed.
     payout_ids: frozenset[str] | None = None
+    last_payout_id: str | None = None
 
 
 session_key = Session.key_of
@@ -82,29 +83,28 @@ class RequestOutcome:
 
 @dataclass(frozen=True)
 class CloseState:
-    """What a close decides on, read as one: the session, its balance, and its close payouts
-    (oldest first)."""
+    """What a close decides on: the session and its balance (one snapshot), and its close payouts."""
 
     session: Session
     account: Account
-    payouts: list[PayoutRecord]
+    payouts: dict[str, PayoutRecord]
 
     @property
     def requests_held_sats(self) -> int:
         """The balance's holds less those of payouts in flight: what requests still hold. (A payout
         read `paying` was claimed before the snapshot and is still held; one resolved since the
         snapshot only makes this larger for one more poll.)"""
-        in_flight = sum(p.amount_sats for p in self.payouts if p.status is PayoutStatus.PAYING)
+        in_flight = sum(p.amount_sats for p in self.payouts.values() if p.status is PayoutStatus.PAYING)
         return self.account.debits_pending - in_flight
 
     @property
     def last_payout(self) -> PayoutRecord | None:
-        return self.payouts[-1] if self.payouts else None
+        return self.payouts.get(self.session.last_payout_id or "")
 
 
-def _payouts_in(items: dict[tuple[str, str], dict[str, Any]], payout_ids: frozenset[str] | None) -> list[PayoutRecord]:
+def _payouts_in(items: dict[tuple[str, str], dict[str, Any]], payout_ids: frozenset[str] | None) -> dict[str, PayoutRecord]:
     found = (items.get(payout_key(payout_id)) for payout_id in payout_ids or ())
-    return sorted((PayoutRecord.from_item(item) for item in found if item), key=lambda p: (p.created_at, p.payout_id))
+    return {record.payout_id: record for record in map(PayoutRecord.from_item, filter(None, found))}
 
 
 def _hash_token(token: str) -> str:
@@ -132,12 +132,12 @@ class Sessions(PaidWork):
         """The session as a caller reads it: status, balance, holds, totals, and `payout`, its last
         close payout (a PayoutRecord, pending until the node says) or None."""
         account_id = session_account(session.session_id)
-        payout_keys = [payout_key(payout_id) for payout_id in session.payout_ids or ()]
-        # One snapshot: refunded needs the account and the totals as one; the payouts ride along.
-        items = self.ledger.snapshot([account_key(account_id), totals_key(session.session_id), *payout_keys])
+        last = [payout_key(session.last_payout_id)] if session.last_payout_id else []
+        # One snapshot: refunded needs the account and the totals as one; the last payout rides along.
+        items = self.ledger.snapshot([account_key(account_id), totals_key(session.session_id), *last])
         account = Account.from_item(items.get(account_key(account_id)), account_id)
         totals = items.get(totals_key(session.session_id), {})
-        payouts = _payouts_in(items, session.payout_ids)
+        payout = items.get(last[0]) if last else None
         return {
             "session_id": session.session_id,
             "status": session.status,
@@ -153,7 +153,7 @@ class Sessions(PaidWork):
                 "refunded_sats": account.debits_posted - int(totals.get("charged_sats", 0)),
                 "requests": int(totals.get("requests", 0)),
             },
-            "payout": payouts[-1] if payouts else None,
+            "payout": PayoutRecord.from_item(payout) if payout else None,
         }
 
     # --- creating and topping up -------------------------------------------------------------
@@ -367,7 +367,7 @@ class Sessions(PaidWork):
         session = Session.from_item(items[session_key(session_id)])
         account = Account.from_item(items.get(account_key(account_id)), account_id)
         payout_keys = [payout_key(payout_id) for payout_id in session.payout_ids or ()]
-        payouts = _payouts_in(self.ledger.read(payout_keys), session.payout_ids) if payout_keys else []
+        payouts = _payouts_in(self.ledger.read(payout_keys), session.payout_ids) if payout_keys else {}
         return CloseState(session, account, payouts)
 
     def _pay_out(self, session: Session, bolt11: object | None, available: int) -> PayoutRecord:
@@ -386,6 +386,7 @@ class Sessions(PaidWork):
                 ["closing", "closed"],
                 "closed",
                 remove=INDEX_ATTRIBUTES,
+                set_={"last_payout_id": payout_id},
                 add={"payout_ids": {payout_id}},
             )
 

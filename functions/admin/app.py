@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from timmy.config import Tier
 from timmy.errors import InvalidInput
-from timmy.ledger.model import SATS_MAX
+from timmy.money import SATS_MAX
 from timmy.pubkey import PUBKEY_PATTERN
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for

@@ -8,6 +8,10 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, Decimal, localcontext
 
 SATS_PER_BTC = 100_000_000
+# Every amount in the domain is a whole number of sats from 0 to this bound: all the bitcoin
+# there will ever be (16 digits), far inside DynamoDB's 38 significant digits, so no sum of
+# amounts the ledger keeps can round when boto3 reads it back (`ledger.model.require_sats`).
+SATS_MAX = 21_000_000 * SATS_PER_BTC
 # Enough digits that no product or quotient of our prices is ever rounded before the final ceil.
 _PRECISION_DIGITS = 60
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJso
 from timmy.config import get_settings
 from timmy.errors import InvalidInput
 from timmy.identity.caller import Caller
-from timmy.ledger.model import SATS_MAX
+from timmy.money import SATS_MAX
 from timmy.payments import NOTE_CHARS_MAX
 from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL, maximum_from_settings

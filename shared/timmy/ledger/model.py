@@ -14,13 +14,9 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from timmy.errors import InvalidInput
+from timmy.money import SATS_MAX
 
 # --- amounts ------------------------------------------------------------------------------
-
-# Every amount in the domain is a whole number of sats from 0 to this bound: all the bitcoin
-# there will ever be (16 digits), far inside DynamoDB's 38 significant digits, so no sum of
-# amounts the ledger keeps can round when boto3 reads it back.
-SATS_MAX = 21_000_000 * 100_000_000
 
 
 def require_sats(value: object, what: str, minimum: int = 0) -> int:

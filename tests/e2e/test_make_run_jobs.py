@@ -5,7 +5,7 @@ One stack, configured as an operator would, through the environment `make run` p
 executor sends Anthropic models to a local fake of the messages API (tests/fakes/llm_providers.py,
 switched to fail or answer empty), refunds go by LNURL-pay to a local server (tests/fakes/lnurl_server.py;
 LNURL_ALLOW_LOCAL, the test-only switch the in-process tests use), invoices live 60 s (the least
-INVOICE_EXPIRY_SECONDS allows), the sweeper runs every second, a stuck job is failed after 75 s, the
+INVOICE_EXPIRY_SECONDS allows), the sweeper runs every second, a stuck job is failed after 66 s, the
 eval fee is 3 sats and one rule of the evaluator refuses a topic.
 
 The two paths that take a minute start first, in a module fixture, and are checked last: an unpaid

@@ -12,10 +12,6 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import (
-    MAX_OUTPUT_TOKENS_DESCRIPTION,
-    MODEL_SCHEMA,
-    OUTPUT_TOKENS_MAX,
-    REQUEST_SCHEMA,
     DonationAnswer,
     DonationBody,
     EstimateAnswer,
@@ -28,6 +24,7 @@ from timmy_http.estimate import (
 from timmy_http.idempotency import idempotent
 from timmy_http.pool import PoolView
 from timmy_http.services import services
+from timmy_http.work_fields import MAX_OUTPUT_TOKENS_DESCRIPTION, MODEL_SCHEMA, OUTPUT_TOKENS_MAX, REQUEST_SCHEMA
 
 app = create_app()
 

@@ -12,12 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import RefundAddress
 from timmy_http.idempotency import idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
+from timmy_http.work_fields import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 
 app = create_app()
 
@@ -25,7 +25,7 @@ app = create_app()
 class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # The same fields as the estimate's, defined once (timmy_http.estimate).
+    # The same fields as the estimate's, defined once (timmy_http.work_fields).
     request: RequestText
     model: ModelName | None = None
     max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)

@@ -12,16 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from timmy.config import get_settings
 from timmy.payments.invoices import SATS_MAX
+from timmy.payments.model import PayoutRecord
 from timmy.sessions.service import TOKEN_PREFIX, Session
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
-from timmy_http.estimate import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
+from timmy_http.work_fields import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]
@@ -47,7 +48,7 @@ class TopupBody(BaseModel):
 class RequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # The same fields as the estimate's, defined once (timmy_http.estimate).
+    # The same fields as the estimate's, defined once (timmy_http.work_fields).
     request: RequestText
     model: ModelName | None = None
     max_output_tokens: MaxOutputTokens | None = Field(default=None, description=MAX_OUTPUT_TOKENS_DESCRIPTION)
@@ -85,6 +86,9 @@ class SessionAnswer(Answer):
     pubkey: str | None = Field(description="the identity bound at creation; null when anonymous")
     refund_address: str | None
     totals: SessionTotals
+    payout: PayoutView | None = Field(
+        description="the last close's payout of the balance: pending (the node has not said yet), paid or failed; null before any"
+    )
 
 
 class CreatedSession(SessionAnswer):
@@ -106,7 +110,16 @@ class RequestAnswer(Answer):
 
 
 class ClosedSession(SessionAnswer):
-    payout: PayoutView | None = Field(description="the balance paid out; null when there was none")
+    payout: PayoutView | None = Field(
+        description=(
+            "the balance's payout: this close's, or, when nothing was left to pay, the one an earlier close made "
+            "(pending, paid or failed; never paid twice); null when there was none"
+        )
+    )
+
+
+def _body(view: dict[str, Any], payout: PayoutRecord | None) -> dict[str, Any]:
+    return {**view, "payout": payout_view(payout) if payout else None}
 
 
 def _json(status: int, model: type[Answer], body: dict[str, Any]) -> Any:
@@ -132,7 +145,8 @@ def create_session(body: Annotated[SessionBody, Body()]) -> Any:
     def compute() -> Any:
         sessions = services().sessions
         session, token, invoice = sessions.create(caller, body.amount_sats, body.refund_address, public_base_url(app))
-        return _json(201, CreatedSession, {**sessions.view(session), "session_token": token, "invoice": invoice_view(invoice)})
+        view = sessions.view(session)
+        return _json(201, CreatedSession, {**_body(view, view["payout"]), "session_token": token, "invoice": invoice_view(invoice)})
 
     return idempotent(app, "sessions", compute)
 
@@ -143,7 +157,8 @@ def create_session(body: Annotated[SessionBody, Body()]) -> Any:
     responses={200: documented(SessionAnswer, "the session"), **_AUTH},
 )
 def get_session(session_id: SessionId) -> dict[str, Any]:
-    return shaped(SessionAnswer, services().sessions.view(_session(session_id)))
+    view = services().sessions.view(_session(session_id))
+    return shaped(SessionAnswer, _body(view, view["payout"]))
 
 
 @app.post(
@@ -198,16 +213,16 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
     "/api/sessions/<session_id>/close",
     summary="Close the session: the remaining balance paid out once (to the invoice, or the refund address)",
     responses={
-        200: documented(ClosedSession, "closed; the payout when there was a balance"),
+        200: documented(ClosedSession, "closed; the balance's payout (this close's or an earlier one's), if any"),
         400: {"description": "no invoice (and no refund address), or an invoice not for exactly the balance"},
-        409: {"description": "requests are still running (requests_in_flight), or the invoice was used before"},
+        409: {"description": "requests are still running (requests_in_flight), or the invoice was used before (invoice_already_used)"},
         **_AUTH,
     },
 )
 def close_session(session_id: SessionId, body: Annotated[CloseBody, Body()]) -> dict[str, Any]:
     session = _session(session_id)
     view, payout = services().sessions.close(session, body.invoice)
-    return shaped(ClosedSession, {**view, "payout": payout_view(payout) if payout else None})
+    return shaped(ClosedSession, _body(view, payout))
 
 
 lambda_handler = lambda_handler_for(app)

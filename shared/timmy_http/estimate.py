@@ -10,35 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from timmy.config import get_settings
 from timmy.errors import InvalidInput
 from timmy.identity.caller import Caller
 from timmy.money import SATS_MAX
 from timmy.payments import NOTE_CHARS_MAX
-from timmy.pricing.catalogue import default_catalogue
 from timmy_http.fields import INTEGRAL, maximum_from_settings
 from timmy_http.invoices import InvoiceView, invoice_view
 from timmy_http.pool import PoolView
 from timmy_http.services import services
+from timmy_http.work_fields import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
 
 if TYPE_CHECKING:
     from timmy.payments.donations import Donation  # the donation route's use case: imported when it runs
-
-# The fields of both estimate routes, defined once: the query of GET and the body of POST.
-# `request` and `model` are checked by the domain (timmy.pricing: `empty_request`, `unknown_model`
-# with the known names); their schemas say the same. `max_output_tokens` is bounded here by the
-# largest any model allows; the chosen model's own cap is the domain's (413, it depends on the model).
-MODEL_NAMES = default_catalogue().names()
-OUTPUT_TOKENS_MAX = max(model.max_output_tokens for model in default_catalogue().models.values())
-REQUEST_DESCRIPTION = "the text of the work to price: not blank; over the byte limit or the model's context window is a 413"
-REQUEST_SCHEMA = {"type": "string", "minLength": 1, "pattern": r"\S", "description": REQUEST_DESCRIPTION}
-MODEL_SCHEMA = {"type": "string", "enum": MODEL_NAMES, "description": "a catalogue model; the default model when absent"}
-MAX_OUTPUT_TOKENS_DESCRIPTION = f"completion cap, 1 … the model's maximum (at most {OUTPUT_TOKENS_MAX}; over the model's own a 413)"
-RequestText = Annotated[StrictStr, WithJsonSchema(REQUEST_SCHEMA)]
-ModelName = Annotated[StrictStr, WithJsonSchema(MODEL_SCHEMA)]
-MaxOutputTokens = Annotated[StrictInt, Field(ge=1, le=OUTPUT_TOKENS_MAX), INTEGRAL]
 
 
 class EstimateBody(BaseModel):
@@ -59,12 +45,6 @@ class TokenEstimate(BaseModel):
 class PoolSummary(BaseModel):
     balance_sats: int
     daily_budgets: dict[str, int]
-
-
-class FreeTierView(BaseModel):
-    serve: str = Field(description="free | partial | gate")
-    absorb_sats: int
-    charge_sats: int
 
 
 class IdentityView(BaseModel):

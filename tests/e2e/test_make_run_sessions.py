@@ -105,7 +105,7 @@ def test_a_paid_session_through_make_run_tops_up_and_closes_paid_once(port: int)
     assert closed["status"] == "closed" and closed["payout"]["status"] == "paid" and closed["balance_sats"] == 0
     for invoice in (wallet, wallet_invoice(port, 600 - charged)):  # the same invoice again, then a new one
         status, again = call(port, "POST", f"/api/sessions/{session_id}/close", {"invoice": invoice["bolt11"]}, token)
-        assert (status, again["status"], again["payout"]) == (200, "closed", None), again  # nothing left: paid once
+        assert (status, again["status"], again["payout"]) == (200, "closed", closed["payout"]), again  # nothing left: the payout, paid once
     payouts = call(port, "GET", "/dev/lightning/invoices")[1]["payouts"]
     assert [p["payment_hash"] for p in payouts if p["amount_sats"] == 600 - charged] == [wallet["payment_hash"]]
 

@@ -156,13 +156,19 @@ class Batch:
         *,
         set_: dict[str, Any] | None = None,
         remove: Sequence[str] = (),
+        add: dict[str, Any] | None = None,
     ) -> None:
         """Move a row's `state` from one of `from_states` to `to_state` (setting `set_`, removing
-        `remove`) in the same transaction; refused as STATE `row_id` when the row is elsewhere."""
+        `remove`, adding `add`: a number to a counter, a set of strings to a set) in the same
+        transaction; refused as STATE `row_id` when the row is elsewhere."""
         names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_ or {})}
         values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate((set_ or {}).values())}
         values |= {f":from{i}": state for i, state in enumerate(from_states)}
         update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_ or {})))
+        if add:
+            names |= {f"#a{i}": name for i, name in enumerate(add)}
+            values |= {f":a{i}": value for i, value in enumerate(add.values())}
+            update += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(add)))
         if remove:
             names |= {f"#r{i}": name for i, name in enumerate(remove)}
             update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))

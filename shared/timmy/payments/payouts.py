@@ -15,6 +15,7 @@ payment the backend never saw is failed after `payout_unknown_grace_seconds`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from timmy import invoice_codec
@@ -22,7 +23,7 @@ from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput
 from timmy.ledger import Ledger
-from timmy.ledger.ledger import ConditionFailed, Limit, decimal_seconds
+from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import LIGHTNING_CLEARING, OPERATOR_REVENUE, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,
@@ -75,12 +76,22 @@ class Payouts:
         return PayoutRecord.from_item(item) if item else None
 
     def pay(
-        self, payout_id: str, owner: str, debit_account_id: str, bolt11: str, amount_sats: int, checked: DecodedInvoice | None = None
+        self,
+        payout_id: str,
+        owner: str,
+        debit_account_id: str,
+        bolt11: str,
+        amount_sats: int,
+        checked: DecodedInvoice | None = None,
+        *,
+        with_claim: Callable[[Batch], None] | None = None,
     ) -> PayoutRecord:
         """Pay `bolt11` (exactly `amount_sats`) from what `debit_account_id` owes, once per
         `payout_id`: a second call returns the first payout as it stands, and pays nothing.
         `checked`: what `check_invoice(bolt11, amount_sats)` answered, when the caller checked the
-        invoice already (to name the payout by its hash): it is not decoded a second time."""
+        invoice already (to name the payout by its hash): it is not decoded a second time.
+        `with_claim`: adds the owner's own changes to the claim's transaction (e.g. its row naming
+        the payout), so they are written exactly when the payout is claimed."""
         existing = self.get(payout_id)
         if existing is not None:
             return existing
@@ -103,6 +114,8 @@ class Payouts:
         hash_pk, hash_sk = payout_hash_key(decoded.payment_hash)
         hash_row = {"pk": hash_pk, "sk": hash_sk, "type": "payout_hash", "payout_id": payout_id, "state": PayoutStatus.PAYING.value}
         batch.put_once(f"payout_hash:{decoded.payment_hash}", hash_row, replaces_state=PayoutStatus.FAILED.value)
+        if with_claim is not None:
+            with_claim(batch)
         try:
             self.ledger.commit(batch)
         except ConditionFailed as failed:

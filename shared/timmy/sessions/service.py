@@ -9,7 +9,9 @@ when the balance cannot hold it → the work → reconcile: the grant for what t
 from the hold, the remainder released, the pool credited its share, the paid history appended.
 Work that fails or comes back empty releases everything. Holds expire
 (`SESSION_HOLD_TTL_SECONDS`, longer than any request), so the sweeper frees those of a request
-whose process died, and a close is never blocked for ever by one.
+whose process died, and a close is never blocked for ever by one. A close waits only for the holds
+of requests: the payouts closes claimed are named on the session row (added in each claim's
+transaction), so a payout in flight is answered, never waited for nor paid again.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from timmy.clock import iso
-from timmy.errors import Conflict, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
+from timmy.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
 from timmy.identity.caller import Caller
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, Account, TransferCode, account_key, session_account
 from timmy.ledger.rows import Row
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import check_amount, new_owner_id
-from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord
+from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, payout_key
 from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.work import PaidWork
@@ -60,6 +62,11 @@ class Session(Row, kind="session", id_field="session_id"):
     created_at: float
     base_url: str = ""
     last_used_at: float | None = None
+    # The payouts closes claimed (usually one; another after a failed one, or for a top-up paid
+    # after the close), each added in its claim's transaction: a close tells their holds on the
+    # balance from the holds of requests by them, and answers the last one claimed.
+    payout_ids: frozenset[str] | None = None
+    last_payout_id: str | None = None
 
 
 session_key = Session.key_of
@@ -72,6 +79,32 @@ class RequestOutcome:
     absorbed_sats: int
     free_tier: dict[str, Any]
     balance_sats: int
+
+
+@dataclass(frozen=True)
+class CloseState:
+    """What a close decides on: the session and its balance (one snapshot), and its close payouts."""
+
+    session: Session
+    account: Account
+    payouts: dict[str, PayoutRecord]
+
+    @property
+    def requests_held_sats(self) -> int:
+        """The balance's holds less those of payouts in flight: what requests still hold. (A payout
+        read `paying` was claimed before the snapshot and is still held; one resolved since the
+        snapshot only makes this larger for one more poll.)"""
+        in_flight = sum(p.amount_sats for p in self.payouts.values() if p.status is PayoutStatus.PAYING)
+        return self.account.debits_pending - in_flight
+
+    @property
+    def last_payout(self) -> PayoutRecord | None:
+        return self.payouts.get(self.session.last_payout_id or "")
+
+
+def _payouts_in(items: dict[tuple[str, str], dict[str, Any]], payout_ids: frozenset[str] | None) -> dict[str, PayoutRecord]:
+    found = (items.get(payout_key(payout_id)) for payout_id in payout_ids or ())
+    return {record.payout_id: record for record in map(PayoutRecord.from_item, filter(None, found))}
 
 
 def _hash_token(token: str) -> str:
@@ -96,10 +129,15 @@ class Sessions(PaidWork):
         return Session.from_item(item)
 
     def view(self, session: Session) -> dict[str, Any]:
+        """The session as a caller reads it: status, balance, holds, totals, and `payout`, its last
+        close payout (a PayoutRecord, pending until the node says) or None."""
         account_id = session_account(session.session_id)
-        items = self.ledger.snapshot([account_key(account_id), totals_key(session.session_id)])  # refunded needs both as one
+        last = [payout_key(session.last_payout_id)] if session.last_payout_id else []
+        # One snapshot: refunded needs the account and the totals as one; the last payout rides along.
+        items = self.ledger.snapshot([account_key(account_id), totals_key(session.session_id), *last])
         account = Account.from_item(items.get(account_key(account_id)), account_id)
         totals = items.get(totals_key(session.session_id), {})
+        payout = items.get(last[0]) if last else None
         return {
             "session_id": session.session_id,
             "status": session.status,
@@ -115,6 +153,7 @@ class Sessions(PaidWork):
                 "refunded_sats": account.debits_posted - int(totals.get("charged_sats", 0)),
                 "requests": int(totals.get("requests", 0)),
             },
+            "payout": PayoutRecord.from_item(payout) if payout else None,
         }
 
     # --- creating and topping up -------------------------------------------------------------
@@ -284,29 +323,52 @@ class Sessions(PaidWork):
     # --- close -----------------------------------------------------------------------------------
 
     def close(self, session: Session, bolt11: object | None) -> tuple[dict[str, Any], PayoutRecord | None]:
-        """Stop new requests, wait (bounded) for in-flight holds, pay what remains once, close."""
+        """Stop new requests, wait (bounded) for the holds of requests in flight, pay what remains
+        once, close. Answers the session and its close payout: the one this close claimed or, when
+        nothing is left to pay, the last one an earlier close claimed (pending, paid or failed), at
+        once — a payout in flight holds the balance, but it is not a request to wait for."""
         if session.status == "expired" or session.status == "awaiting_payment":
             self._transition(session.session_id, [session.status], "closed")
         elif session.status == "active":
             self._transition(session.session_id, ["active"], "closing")
-        account_id = session_account(session.session_id)
         deadline = self.clock.now() + self.settings.session_close_wait_seconds
-        while self.ledger.account(account_id).debits_pending > 0:
-            self.free_tier.sweep()  # a stale hold (its request died) past its expiry is voided here too
-            if self.clock.now() >= deadline:
-                raise Conflict("requests on this session are still running; close again in a moment", code="requests_in_flight")
-            self._sleep(CLOSE_POLL_SECONDS)
-        available = self.ledger.account(account_id).computed_available_sats
-        payout = None
-        if available > 0:
-            payout = self._pay_out(session, bolt11, available)
-        batch = self.ledger.batch()
-        batch.transition(
-            f"session:{session.session_id}", session_key(session.session_id), ["closing", "closed"], "closed", remove=INDEX_ATTRIBUTES
-        )
-        with contextlib.suppress(ConditionFailed):
-            self.ledger.commit(batch)
+        while True:
+            state = self._close_state(session.session_id)
+            if state.requests_held_sats > 0:
+                self.free_tier.sweep()  # a stale hold (its request died) past its expiry is voided here too
+                if self.clock.now() >= deadline:
+                    raise Conflict("requests on this session are still running; close again in a moment", code="requests_in_flight")
+                self._sleep(CLOSE_POLL_SECONDS)
+                continue
+            available = state.account.computed_available_sats
+            if available <= 0:
+                payout = state.last_payout
+                break
+            try:
+                payout = self._pay_out(state.session, bolt11, available)
+                break
+            except InsufficientFunds:  # a twin close claimed the balance first: answer its payout
+                if self.clock.now() >= deadline:
+                    raise
+        if state.session.status == "closing":  # nothing paid (a claim closes the session itself)
+            batch = self.ledger.batch()
+            batch.transition(
+                f"session:{session.session_id}", session_key(session.session_id), ["closing"], "closed", remove=INDEX_ATTRIBUTES
+            )
+            with contextlib.suppress(ConditionFailed):
+                self.ledger.commit(batch)
         return self.view(self._reload(session.session_id)), payout
+
+    def _close_state(self, session_id: str) -> CloseState:
+        account_id = session_account(session_id)
+        items = self.ledger.snapshot([session_key(session_id), account_key(account_id)])
+        if session_key(session_id) not in items:
+            raise NotFound("no such session", code="session_not_found")
+        session = Session.from_item(items[session_key(session_id)])
+        account = Account.from_item(items.get(account_key(account_id)), account_id)
+        payout_keys = [payout_key(payout_id) for payout_id in session.payout_ids or ()]
+        payouts = _payouts_in(self.ledger.read(payout_keys), session.payout_ids) if payout_keys else {}
+        return CloseState(session, account, payouts)
 
     def _pay_out(self, session: Session, bolt11: object | None, available: int) -> PayoutRecord:
         if bolt11 is None:
@@ -315,15 +377,28 @@ class Sessions(PaidWork):
                 raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
         payouts = self._payouts()
         decoded = payouts.check_invoice(bolt11, available)
-        payout = payouts.pay(
-            f"close-{session.session_id}-{decoded.payment_hash[:16]}",
+        payout_id = f"close-{session.session_id}-{decoded.payment_hash[:16]}"
+
+        def claimed(batch: Batch) -> None:  # the session is closed and names its payout, as the payout is claimed
+            batch.transition(
+                f"session:{session.session_id}",
+                session_key(session.session_id),
+                ["closing", "closed"],
+                "closed",
+                remove=INDEX_ATTRIBUTES,
+                set_={"last_payout_id": payout_id},
+                add={"payout_ids": {payout_id}},
+            )
+
+        return payouts.pay(
+            payout_id,
             f"session:{session.session_id}",
             session_account(session.session_id),
             str(bolt11),
             available,
             decoded,
+            with_claim=claimed,
         )
-        return payout
 
     def _reload(self, session_id: str) -> Session:
         item = self.ledger.item(session_key(session_id))

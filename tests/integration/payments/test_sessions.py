@@ -207,7 +207,8 @@ def test_close_pays_the_balance_once_and_refuses_requests_after(lab: Lab) -> Non
     assert first.status == 200, first.body
     assert first.json["status"] == "closed" and first.json["payout"]["status"] == "paid" and first.json["balance_sats"] == 0
     again = lab.api.post(f"/api/sessions/{session_id}/close", json_body={"invoice": wallet.bolt11}, headers=token)
-    assert again.status == 200 and again.json["payout"] is None  # nothing left: paid once (Routstr #394, #412)
+    assert again.status == 200 and again.json["payout"] == first.json["payout"]  # nothing left: the first payout (Routstr #394, #412)
+    assert status(lab, session_id, token)["payout"] == first.json["payout"]  # the view shows it too
     assert [p["payment_hash"] for p in lab.node.listing()["payouts"]] == [wallet.payment_hash]
     late = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
     assert (late.status, late.error_code) == (409, "session_not_active")
@@ -364,7 +365,7 @@ def test_close_called_twice_concurrently_with_requests_and_a_top_up_pays_once(la
         try:
             view, payout = sessions.close(sessions.authorize(session_id, token["x-session-token"]), None)
             answer: Any = (view["status"], payout.amount_sats if payout else 0)
-        except Conflict as busy:  # the twin's payout holds the balance: no second payment
+        except Conflict as busy:  # not expected: a twin's payout in flight is answered, not waited for
             answer = busy.code
         with lock:
             closes.append((time.monotonic(), answer))
@@ -384,6 +385,7 @@ def test_close_called_twice_concurrently_with_requests_and_a_top_up_pays_once(la
         thread.join(30)
     assert not any(thread.is_alive() for thread in loops + racers)
 
+    assert len(closes) == 2 and all(isinstance(answer, tuple) for _, answer in closes), closes  # both answered a payout
     first_closed = min(at for at, answer in closes if isinstance(answer, tuple))
     assert all(end <= first_closed for _, end in work.spans), "paid work ran after the close"
     assert len(work.spans) == len(charged) and all(code == "session_not_active" for _, code in refused) and len(refused) == 6
@@ -394,7 +396,7 @@ def test_close_called_twice_concurrently_with_requests_and_a_top_up_pays_once(la
     final = lab.api.post(f"/api/sessions/{session_id}/close", json_body={}, headers=token)
     assert final.status == 200 and final.json["balance_sats"] == 0, final.body
     again = lab.api.post(f"/api/sessions/{session_id}/close", json_body={}, headers=token)
-    assert again.status == 200 and again.json["payout"] is None
+    assert again.status == 200 and again.json["payout"] == final.json["payout"] and again.json["balance_sats"] == 0
     payouts = lab.node.listing()["payouts"]
     assert len({p["payment_hash"] for p in payouts}) == len(payouts)  # no invoice paid twice
     refunded = sum(p["amount_sats"] for p in payouts)
@@ -448,14 +450,14 @@ def test_two_closes_with_one_invoice_pay_and_count_the_refund_once(lab: Lab) -> 
             both_decided.wait(10)  # both closes computed the balance before either paid
             return payouts().check_invoice(bolt11, amount_sats)
 
-        def pay(self, *args: Any) -> Any:
+        def pay(self, *args: Any, **kwargs: Any) -> Any:
             with lock:
                 calls.append(len(calls) + 1)
                 mine = calls[-1]
             if mine == 2:
                 first_paid.wait(10)  # the second arrives once the first has paid
             try:
-                return payouts().pay(*args)
+                return payouts().pay(*args, **kwargs)
             finally:
                 first_paid.set()
 
@@ -552,3 +554,99 @@ def test_a_close_whose_payout_is_in_flight_counts_the_refund_when_it_lands(lab: 
     lab.services.payouts.sweep()
     after = status(lab, session_id, token)
     assert (after["balance_sats"], after["held_sats"], after["totals"]["refunded_sats"]) == (0, 0, 120)
+
+
+def no_waits(lab: Lab) -> list[float]:
+    """The close's polls, recorded (each moves the lab's clock): a close that answers at once makes none."""
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        lab.clock.advance(seconds)
+
+    lab.services.sessions._sleep = sleep
+    return polls
+
+
+def close(lab: Lab, session_id: str, token: dict[str, str], body: dict[str, Any]) -> tuple[Any, float]:
+    asked = time.monotonic()
+    answer = lab.api.post(f"/api/sessions/{session_id}/close", json_body=body, headers=token)
+    return answer, time.monotonic() - asked
+
+
+def test_a_close_retried_while_the_payout_is_in_flight_answers_that_payout_at_once(lab: Lab) -> None:
+    """A payout in flight holds the balance, but it is not a request to wait for: a retry (the same
+    invoice, another one, or none) answers the first close's payout, pending, at once — not 409
+    `requests_in_flight` after the close's bound — and pays nothing. Once the sweeper records the
+    payout paid, the view and every close show it paid, and the totals count it once."""
+    session_id, token = open_session(lab, 120)
+    polls = no_waits(lab)
+    wallet = lab.node.wallet_invoice(120, behaviour="in_flight")
+    first, _ = close(lab, session_id, token, {"invoice": wallet.bolt11})
+    assert first.status == 200 and first.json["payout"]["status"] == "pending", first.body
+    pending = first.json["payout"]
+    for body in ({"invoice": wallet.bolt11}, {"invoice": lab.node.wallet_invoice(120).bolt11}, {}):
+        again, seconds = close(lab, session_id, token, body)
+        assert again.status == 200, again.body
+        assert again.json["payout"] == pending and again.json["status"] == "closed" and again.json["held_sats"] == 120
+        assert seconds < lab.services.settings.session_close_wait_seconds / 5  # at once, not after the bound
+    assert polls == []  # never waited
+    view = status(lab, session_id, token)
+    assert view["payout"] == pending and (view["held_sats"], view["totals"]["refunded_sats"]) == (120, 0)
+    assert [p["payment_hash"] for p in lab.node.listing()["payouts"]] == [wallet.payment_hash]  # paid once
+
+    lab.node.resolve_payment(wallet.payment_hash, True)
+    assert lab.services.payouts.sweep().succeeded == 1
+    paid = {**pending, "status": "paid"}
+    view = status(lab, session_id, token)
+    assert view["payout"] == paid and (view["balance_sats"], view["held_sats"], view["totals"]["refunded_sats"]) == (0, 0, 120)
+    after, _ = close(lab, session_id, token, {"invoice": lab.node.wallet_invoice(120).bolt11})
+    assert after.status == 200 and after.json["payout"] == paid and after.json["totals"]["refunded_sats"] == 120
+    assert [p["payment_hash"] for p in lab.node.listing()["payouts"]] == [wallet.payment_hash]
+
+
+def test_a_failed_payout_is_answered_and_a_close_with_a_new_invoice_pays_the_balance_once(lab: Lab) -> None:
+    session_id, token = open_session(lab, 90)
+    no_waits(lab)
+    lost = lab.node.wallet_invoice(90, behaviour="in_flight")
+    first, _ = close(lab, session_id, token, {"invoice": lost.bolt11})
+    assert first.json["payout"]["status"] == "pending"
+    lab.node.resolve_payment(lost.payment_hash, False)
+    assert lab.services.payouts.sweep().failed == 1
+    view = status(lab, session_id, token)
+    assert view["payout"] == {**first.json["payout"], "status": "failed"} and (view["balance_sats"], view["held_sats"]) == (90, 0)
+
+    same, _ = close(lab, session_id, token, {"invoice": lost.bolt11})  # the failed invoice again: its payout, not a new one
+    assert same.status == 200 and same.json["payout"] == view["payout"] and same.json["balance_sats"] == 90
+    wallet = lab.node.wallet_invoice(90)
+    paid, _ = close(lab, session_id, token, {"invoice": wallet.bolt11})
+    assert paid.status == 200 and paid.json["payout"]["status"] == "paid" and paid.json["payout"]["payment_hash"] == wallet.payment_hash
+    assert paid.json["balance_sats"] == 0 and paid.json["totals"]["refunded_sats"] == 90
+    again, _ = close(lab, session_id, token, {"invoice": lab.node.wallet_invoice(90).bolt11})
+    assert again.json["payout"] == paid.json["payout"]  # the last payout, answered; nothing paid again
+    outcomes = {p["payment_hash"]: p["state"] for p in lab.node.listing()["payouts"]}
+    assert outcomes == {lost.payment_hash: "failed", wallet.payment_hash: "succeeded"}
+    assert status(lab, session_id, token)["totals"]["refunded_sats"] == 90
+
+
+def test_a_top_up_paid_while_the_first_payout_is_in_flight_is_paid_by_its_own_close(lab: Lab) -> None:
+    """Two payouts in flight at once hold the balance together; neither is mistaken for a request."""
+    session_id, token = open_session(lab, 100)
+    polls = no_waits(lab)
+    topup = lab.api.post(f"/api/sessions/{session_id}/topup", json_body={"amount_sats": 40}, headers=token).json["invoice"]
+    first_wallet = lab.node.wallet_invoice(100, behaviour="in_flight")
+    first, _ = close(lab, session_id, token, {"invoice": first_wallet.bolt11})
+    assert first.json["payout"]["status"] == "pending"
+    lab.pay_and_settle(topup["payment_hash"])
+    second_wallet = lab.node.wallet_invoice(40, behaviour="in_flight")
+    second, _ = close(lab, session_id, token, {"invoice": second_wallet.bolt11})
+    assert second.status == 200 and second.json["payout"]["amount_sats"] == 40 and second.json["payout"]["status"] == "pending"
+    third, seconds = close(lab, session_id, token, {})
+    assert third.status == 200 and third.json["payout"] == second.json["payout"] and third.json["held_sats"] == 140
+    assert polls == [] and seconds < lab.services.settings.session_close_wait_seconds / 5
+    for wallet in (first_wallet, second_wallet):
+        lab.node.resolve_payment(wallet.payment_hash, True)
+    assert lab.services.payouts.sweep().succeeded == 2
+    view = status(lab, session_id, token)
+    assert (view["balance_sats"], view["held_sats"], view["totals"]["refunded_sats"], view["totals"]["topped_up_sats"]) == (0, 0, 140, 140)
+    assert sorted(p["amount_sats"] for p in lab.node.listing()["payouts"]) == [40, 100]

@@ -42,10 +42,11 @@ WholeNumber = Annotated[StrictInt, INTEGRAL]
 
 # A Lightning address (name@domain) for refunds, as timmy.ports.lnurl.parse_lightning_address takes
 # it (in either case: it lower-cases first): LUD-16's name alphabet; a DNS name of two labels or
-# more, none starting or ending with a hyphen, the last not all digits (no IP literal, no port, no
-# bare `localhost`). `invalid_refund_address` otherwise.
+# more, each of 1 to 63 characters, none starting or ending with a hyphen, the last (the top-level
+# domain) starting with a letter, as every TLD does (no IP literal, no port, no bare `localhost`).
+# `invalid_refund_address` otherwise.
 _LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_LAST_LABEL = "([0-9]{0,61}[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[0-9]{1,61}-[A-Za-z0-9-]{0,60}[A-Za-z0-9])"
+_LAST_LABEL = "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 REFUND_ADDRESS_SCHEMA = {
     "type": "string",
     "maxLength": 320,

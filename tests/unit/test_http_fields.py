@@ -63,3 +63,11 @@ def test_not_null_refuses_an_explicit_null_but_not_an_absent_field() -> None:
         assert error.errors()[0]["type"] == "not_null"
     else:
         raise AssertionError("null was taken")
+
+
+def test_a_label_longer_than_dns_allows_or_a_numeric_tld_is_refused_by_both() -> None:
+    long_label = "0" * 62 + "-" + "0" * 62  # hypothesis found the spec taking this last label
+    for address in (f"a@b.{long_label}", f"a@{'b' * 64}.com", "a@example.123", "a@example.1com", "a\n@example.com", "a@b\n.com"):
+        assert not server_takes(address) and not REFUND_ADDRESS.fullmatch(address), address
+    for address in ("a@example.com", "a@123.example.io", "a@x.xn--p1ai", f"a@{'b' * 63}.com"):
+        assert server_takes(address) and REFUND_ADDRESS.fullmatch(address), address

@@ -489,11 +489,27 @@ class FreeTierService:
             return self._settled(self.ledger.require_transfer(transfer_id), actual_absorbed)
         return self._grant(hold, actual_absorbed)
 
+    def add_grant(self, batch: Batch, reservation: Reservation, actual_absorbed: int, paid_for: str = "") -> None:
+        """Add the settlement of `reservation` for `actual_absorbed` sats (1 … reserved) to `batch`,
+        the caller's transaction (a job's charge and completion), without reading the hold. Its
+        conditions refuse the whole transaction when the stored hold is not this one or no longer
+        pending (a replay, a sweep): the caller then settles with `record_grant`, which reads and
+        answers what happened."""
+        if not 0 < actual_absorbed <= reservation.amount_sats:
+            raise InvalidInput(f"the absorbed amount must be between 1 and the {reservation.amount_sats} sats reserved")
+        self._add_settlement(batch, reservation.hold(), actual_absorbed, None, paid_for, expect=reservation.expected())
+
     def _settlement(
         self, hold: Transfer, actual_absorbed: int, pool_after: int | None, paid_for: str, expect: dict[str, Any] | None = None
     ) -> Batch:
         """The batch that settles a hold: post it, move the budget back, the grant row, the stats."""
         batch = self.ledger.batch()
+        self._add_settlement(batch, hold, actual_absorbed, pool_after, paid_for, expect)
+        return batch
+
+    def _add_settlement(
+        self, batch: Batch, hold: Transfer, actual_absorbed: int, pool_after: int | None, paid_for: str, expect: dict[str, Any] | None
+    ) -> None:
         batch.post(hold, actual_absorbed, expect=expect)
         # The hold's own identity and day, never the caller's say.
         holder, day = hold.meta["pubkey"], hold.meta["day"]
@@ -501,7 +517,6 @@ class FreeTierService:
         # Immutable: written once, in the transaction that posts the hold.
         batch.put_once(hold.transfer_id, self._grant_row(hold, actual_absorbed, pool_after, paid_for, batch.now))
         _count_pool_stats(batch, day, absorbed_sats=actual_absorbed, grants=1)
-        return batch
 
     def release_reservation(self, pubkey: str, request_hash: str) -> None:
         """Void the hold of work that failed: pool and budget get all of it back. Idempotent; a

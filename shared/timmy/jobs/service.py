@@ -263,26 +263,34 @@ class Jobs(PaidWork):
         return self._settle(job, actual, result.text)
 
     def _settle(self, job: Job, actual_sats: int, text: str) -> Job:
-        absorbed = 0
-        if job.reserved_sats and job.pubkey:
-            absorbed = self._grant(job, min(actual_sats, job.reserved_sats))
-        charge = max(actual_sats - absorbed, 0)
-        escrow = escrow_account(job.job_id)
-        batch = self.ledger.batch()
-        if charge:
-            charge_id = f"charge:{job.job_id}"
-            batch.transfer(charge_id, escrow, OPERATOR_REVENUE, charge, TransferCode.CHARGE, job_id=job.job_id)
-            book_paid_work(batch, self.free_tier, charge_id, charge, job.pubkey)
-        self._move(batch, job, JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
+        granted = min(actual_sats, job.reserved_sats) if job.reserved_sats and job.pubkey else 0
+        if granted and job.reservation:
+            # One transaction: the grant (the hold the job keeps, settled unread), the charge, the completion.
+            batch = self.ledger.batch()
+            self.free_tier.add_grant(batch, Reservation.from_item(job.reservation), granted, paid_for=job.job_id)
+            with contextlib.suppress(ConditionFailed):  # a twin settled it, or the hold moved: step by step, reading
+                return self._complete(batch, job, actual_sats, granted, text)
+        absorbed = self._grant(job, granted) if job.reserved_sats and job.pubkey else 0
         try:
-            self.ledger.commit(batch)
+            return self._complete(self.ledger.batch(), job, actual_sats, absorbed, text)
         except ConditionFailed as failed:
             current = self.get(job.job_id)
             if current is not None and current.status is not JobStatus.EXECUTING:
                 return current  # a twin settled it
             if failed.ids(Limit.OVERDRAFT):  # cannot happen: the charge is bounded by what was paid
-                log.error("a job's charge exceeded its escrow", extra={"job_id": job.job_id, "charge": charge})
+                log.error("a job's charge exceeded its escrow", extra={"job_id": job.job_id, "charge": actual_sats - absorbed})
             raise
+
+    def _complete(self, batch: Batch, job: Job, actual_sats: int, absorbed: int, text: str) -> Job:
+        """Charge what the pool did not absorb from the escrow (with the pool credit and the paid
+        history) and complete the job, in `batch`; committed here (ConditionFailed when refused)."""
+        charge = max(actual_sats - absorbed, 0)
+        if charge:
+            charge_id = f"charge:{job.job_id}"
+            batch.transfer(charge_id, escrow_account(job.job_id), OPERATOR_REVENUE, charge, TransferCode.CHARGE, job_id=job.job_id)
+            book_paid_work(batch, self.free_tier, charge_id, charge, job.pubkey)
+        self._move(batch, job, JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
+        self.ledger.commit(batch)
         done = replace(job, status=JobStatus.COMPLETE, result=text, absorbed_sats=absorbed, charged_sats=charge)
         self._auto_refund(done)
         return done

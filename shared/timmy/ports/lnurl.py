@@ -17,8 +17,8 @@ from typing import Protocol
 
 from timmy.errors import InvalidInput
 
-USERNAME = re.compile(r"^[a-z0-9\-_.+]{1,64}$")  # LUD-16's alphabet
-LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+USERNAME = re.compile(r"[a-z0-9\-_.+]{1,64}")  # LUD-16's alphabet (always fullmatch: `$` would take a trailing newline)
+LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 ADDRESS_CHARS_MAX = 320
 
 
@@ -64,12 +64,12 @@ def parse_lightning_address(text: object, allow_local: bool = False) -> Lightnin
     if not isinstance(text, str) or len(text) > ADDRESS_CHARS_MAX or text.count("@") != 1:
         raise _invalid(text)
     name, domain = text.strip().lower().split("@")
-    if not USERNAME.match(name):
+    if not USERNAME.fullmatch(name):
         raise _invalid(text)
     if allow_local and re.fullmatch(r"(localhost|127\.0\.0\.1):\d{1,5}", domain):
         return LightningAddress(name, domain)
     labels = domain.split(".")
-    if len(labels) < 2 or not all(LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if len(labels) < 2 or not all(LABEL.fullmatch(label) for label in labels) or not labels[-1][0].isalpha():
         raise _invalid(text)
     return LightningAddress(name, domain)
 

@@ -12,9 +12,12 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Answer(BaseModel):
-    """Base of the routes' answer models."""
+    """Base of the routes' answer models.
 
-    model_config = ConfigDict(extra="forbid")
+    Each is built on its first use (defer_build), not at import: a cold start builds the answer
+    models of the route it serves, not every route's of its function."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def shaped(model: type[Answer], data: Mapping[str, Any]) -> dict[str, Any]:

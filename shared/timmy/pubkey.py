@@ -6,6 +6,7 @@ upper-case spelling cannot open a second budget and no pubkey can carry an id se
 
 from __future__ import annotations
 
+import re
 import string
 from typing import NewType
 
@@ -18,6 +19,7 @@ PUBKEY_HEX_LENGTH = 64
 # either case, or an npub (bech32: all lower or all upper case). Whether it names a key is checked after.
 PUBKEY_PATTERN = "^(?:[0-9a-fA-F]{64}|npub1[02-9ac-hj-np-z]{58}|NPUB1[02-9AC-HJ-NP-Z]{58})$"
 _HEX = frozenset(string.hexdigits)
+HEX32 = re.compile(r"\A[0-9a-f]{64}\Z")  # the domain's spelling, or any 32 bytes in hex; \Z: "$" would accept a trailing newline
 
 
 def canonical_pubkey(value: object) -> Pubkey:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from timmy.errors import Unauthorized
-from timmy.identity.nostr import HEX32, HEX64, event_id, valid_xonly_pubkey, verify_schnorr
+from timmy.identity.nostr import HEX64, event_id, valid_xonly_pubkey, verify_schnorr
+from timmy.pubkey import HEX32
 
 NIP98_KIND = 27235
 NIP98_WINDOW_SECONDS = 60  # contract section 2: created_at within ±60 s

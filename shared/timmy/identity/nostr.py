@@ -13,9 +13,8 @@ import bech32
 from coincurve import PublicKeyXOnly
 
 from timmy.errors import InvalidInput, Unprocessable
-from timmy.pubkey import PUBKEY_PATTERN
+from timmy.pubkey import HEX32, PUBKEY_PATTERN
 
-HEX32 = re.compile(r"\A[0-9a-f]{64}\Z")  # \Z: "$" would accept a trailing newline
 HEX64 = re.compile(r"\A[0-9a-f]{128}\Z")
 NPUB_PREFIX = "npub"
 NSEC_PREFIX = "nsec"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from timmy.config import TIERS, Settings, Tier
-from timmy.identity.nostr import HEX32
 from timmy.ledger.updates import update_action
+from timmy.pubkey import HEX32
 
 SECONDS_PER_DAY = 86_400
 PROFILE_SK = "PROFILE"

@@ -17,7 +17,7 @@ import hmac
 from dataclasses import dataclass
 
 from timmy.errors import Unauthorized
-from timmy.identity.nostr import HEX32
+from timmy.pubkey import HEX32
 
 TOKEN_VERSION = "nt1"
 TOKEN_CHARS_MAX = 256

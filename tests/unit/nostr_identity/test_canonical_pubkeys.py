@@ -12,8 +12,8 @@ import pytest
 
 from timmy.errors import Unauthorized
 from timmy.identity.nip98 import HttpRequestFacts, verify_nip98
-from timmy.identity.nostr import HEX32
 from timmy.identity.signer import Keys
+from timmy.pubkey import HEX32
 
 URL = "http://127.0.0.1:3000/api/identity/token"
 

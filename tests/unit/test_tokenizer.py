@@ -46,9 +46,23 @@ def test_a_long_request_is_quoted_on_its_exact_count() -> None:
     assert estimate.input_tokens < input_tokens_upper_bound(text) / 3
 
 
-def test_a_short_request_keeps_the_bound_where_it_moves_the_quote_little() -> None:
-    estimate = make_pricing().estimate_request_cost("what is a lightning invoice?", "gpt-5")
-    assert estimate.input_tokens == input_tokens_upper_bound("what is a lightning invoice?")
+def test_a_short_request_keeps_the_bound_where_its_input_cannot_move_the_quote() -> None:
+    pricing = make_pricing()
+    estimate = pricing.estimate_request_cost("hi", "gpt-5-mini")
+    assert estimate.input_tokens == input_tokens_upper_bound("hi")
+    assert pricing.work_fee_usd(0, estimate.output_tokens, "gpt-5-mini") < estimate.usd  # the input costs something ...
+    assert pricing.estimate_request_cost("h", "gpt-5-mini").sats == estimate.sats  # ... but no whole sat
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-5", "gpt-5-nano"])
+def test_every_sample_prompt_is_quoted_as_its_exact_count_would_be(model: str) -> None:
+    """Where the bound's input could move the quote by a sat, the quote is the exact count's: a
+    short request is not charged a sat more for the bound (bench/money.py's quoted / charged)."""
+    pricing = make_pricing()
+    for row in PROMPTS:
+        estimate = pricing.estimate_request_cost(row["prompt"], model, 1024)
+        exact = pricing.work_fee_usd(tokenizer.count_tokens(row["prompt"], "o200k_base") + FRAMING_TOKENS, 1024, model)
+        assert estimate.sats == pricing.estimate_request_cost("x", model, 1024).sats or estimate.usd == exact, row["prompt"][:40]
 
 
 def test_models_without_a_public_tokenizer_keep_the_bound() -> None:
@@ -69,7 +83,7 @@ def test_pricing_a_short_request_never_imports_the_tokenizer() -> None:
         "import sys; from decimal import Decimal; from timmy.clock import FixedClock; "
         "from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits; "
         "config = PricingConfig(Decimal(20), Decimal(30), 'timmy-local', RequestLimits(32768, 32768)); "
-        "PricingService(config, FixedPriceOracle(Decimal(100000), FixedClock())).estimate_request_cost('hi', 'gpt-5'); "
+        "PricingService(config, FixedPriceOracle(Decimal(100000), FixedClock())).estimate_request_cost('hi', 'gpt-5-mini'); "
         "assert 'tiktoken' not in sys.modules and 'timmy.pricing.tokenizer' not in sys.modules, 'loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": f"{ROOT}:{ROOT / 'shared'}"})

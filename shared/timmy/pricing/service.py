@@ -20,9 +20,6 @@ from timmy.pricing.tokens import FRAMING_TOKENS, input_tokens_upper_bound
 from timmy.telemetry import LoggingTelemetry, Telemetry
 
 _HUNDRED = Decimal(100)
-# Count exactly (loading a vocabulary, ~0.3 s once per environment) only when the input bound's cost
-# is over this share of the output cap's: below it the bound moves the quote by less than 10 %.
-EXACT_COUNT_INPUT_SHARE_MIN = Decimal("0.1")
 
 
 @dataclass(frozen=True)
@@ -50,25 +47,12 @@ class PricingService:
             raise TypeError("model is a catalogue name")
         return self.catalogue.get(self.config.default_model if model is None else model)
 
-    def estimate_input_tokens(self, request: str, model: str | Model | None = None, output_tokens: int | None = None) -> int:
-        """An upper bound of the request's input tokens: the byte bound (timmy.pricing.tokens says
-        why it holds), checked against the input-token limit; for a model with a public tokenizer,
-        the exact count plus the chat framing instead, when it changes the quote (see
-        EXACT_COUNT_INPUT_SHARE_MIN) — both are upper bounds, and the smaller one is quoted."""
-        text = self.config.limits.check_request(request)
-        bound = input_tokens_upper_bound(text)
+    def estimate_input_tokens(self, request: str) -> int:
+        """An upper bound of the request's input tokens without a tokenizer: the byte bound
+        (timmy.pricing.tokens says why it holds), checked against the input-token limit."""
+        bound = input_tokens_upper_bound(self.config.limits.check_request(request))
         self.config.limits.check_input_tokens(bound)
-        if model is None or output_tokens is None:
-            return bound
-        priced = self.model(model)
-        if priced.tokenizer is None:
-            return bound
-        bound_input_usd = bound * priced.input_usd_per_million_tokens
-        if bound_input_usd <= EXACT_COUNT_INPUT_SHARE_MIN * output_tokens * priced.output_usd_per_million_tokens:
-            return bound
-        from timmy.pricing.tokenizer import count_tokens  # loads the vocabulary on first use only
-
-        return min(bound, count_tokens(text, priced.tokenizer) + FRAMING_TOKENS)
+        return bound
 
     def estimate_output_tokens(self, request: str, model: str | Model | None, max_output_tokens: int | None = None) -> int:
         """The request's `max_output_tokens` (the model's default when absent, 1 … its maximum).
@@ -96,12 +80,19 @@ class PricingService:
         `price_unavailable`) when no fresh BTC price exists.
         """
         priced = self.model(model)
-        self.estimate_input_tokens(request)  # the request and its size first: a caller fixes those first
+        bound = self.estimate_input_tokens(request)  # the request and its size first: a caller fixes those first
         output_tokens = self.estimate_output_tokens(request, priced, max_output_tokens)
-        input_tokens = self.estimate_input_tokens(request, priced, output_tokens)
-        self.config.limits.check_context_window(input_tokens, output_tokens, priced)
         btc_price_usd = self.oracle.btc_usd().price_usd
-        return self._estimate(priced, input_tokens, output_tokens, btc_price_usd)
+        estimate = self._estimate(priced, bound, output_tokens, btc_price_usd)
+        if priced.tokenizer is not None and self._estimate(priced, 0, output_tokens, btc_price_usd).sats < estimate.sats:
+            # The bound could be moving the quote: count exactly (the vocabulary loads once per
+            # environment, ~0.3 s), and quote the smaller of two upper bounds.
+            from timmy.pricing.tokenizer import count_tokens
+
+            exact = count_tokens(request, priced.tokenizer) + FRAMING_TOKENS
+            estimate = self._estimate(priced, min(bound, exact), output_tokens, btc_price_usd)
+        self.config.limits.check_context_window(estimate.input_tokens, output_tokens, priced)
+        return estimate
 
     def _estimate(self, model: Model, input_tokens: int, output_tokens: int, btc_price_usd: Decimal) -> Estimate:
         fee_usd = self.work_fee_usd(input_tokens, output_tokens, model)

@@ -3,8 +3,8 @@
 Why a bound and not only a tokenizer: Lambda cannot download a vocabulary at run time, Anthropic
 publishes no tokenizer for its current models, and loading a vocabulary costs ~0.3 s of a cold
 start. So this bound is the rule, and pricing replaces it by an exact count (timmy.pricing.tokenizer,
-OpenAI's o200k_base, packaged) only for models with a public tokenizer and only where the bound
-would move the quote by more than 10 % (PricingService.estimate_input_tokens).
+OpenAI's o200k_base, packaged) only for models with a public tokenizer and only where the input
+could move the quote in sats (PricingService.estimate_request_cost).
 
 Why UTF-8 bytes bound it: every provider we sell (OpenAI's o200k/cl100k, Anthropic's) uses a
 byte-level BPE, whose every token stands for at least one byte of the text it sees, so a text of N

@@ -33,7 +33,7 @@ DAY_PATTERN = re.compile(DAY_FORM)
 
 
 class PoolTopup(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a typo such as 'notes' is refused, not silently dropped
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # a typo such as 'notes' is refused, not silently dropped
 
     # The use case's own bound (`FreeTierService.topup`: every sat there will ever be), stated in the spec.
     amount_sats: WholeNumber = Field(gt=0, le=SATS_MAX, description="Whole sats moved from operator equity to the pool.")
@@ -162,7 +162,7 @@ def _is_day(text: str) -> bool:
 class IdentityControls(BaseModel):
     """`{tier}` pins a tier, `{tier: null}` unpins, `{blocked: true|false}` blocks or unblocks."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})  # {} changes nothing: refused
+    model_config = ConfigDict(extra="forbid", defer_build=True, json_schema_extra={"minProperties": 1})  # {} changes nothing: refused
     tier: Tier | None = Field(default=None, description="Pinned tier; null unpins.")
     # null is refused (`invalid_blocked`): the spec says so by documenting a boolean only.
     blocked: Annotated[StrictBool | None, WithJsonSchema({"type": "boolean", "description": "true: always gate, never subsidised."})] = None

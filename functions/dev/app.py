@@ -34,7 +34,9 @@ SATS_SPEC_MAX = 2_100_000_000_000_000
 
 class PayBody(BaseModel):
     # Exactly one of bolt11 and payment_hash (the spec's oneOf); a null is refused, never taken as absent.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["bolt11"]}, {"required": ["payment_hash"]}]})
+    model_config = ConfigDict(
+        extra="forbid", defer_build=True, json_schema_extra={"oneOf": [{"required": ["bolt11"]}, {"required": ["payment_hash"]}]}
+    )
 
     bolt11: Annotated[
         Annotated[StrictStr, Field(min_length=1, max_length=2000)] | None,
@@ -54,7 +56,7 @@ class PayBody(BaseModel):
 
 
 class WalletInvoiceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     amount_sats: Annotated[StrictInt, Field(ge=1, le=SATS_SPEC_MAX), INTEGRAL]
     memo: StrictStr = Field(default="a payout", max_length=200)
@@ -64,7 +66,7 @@ class WalletInvoiceBody(BaseModel):
 
 
 class ResolveBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     payment_hash: StrictStr = Field(pattern=HASH_PATTERN)
     succeed: StrictBool

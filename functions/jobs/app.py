@@ -23,7 +23,7 @@ app = create_app()
 
 
 class JobBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     # The same fields as the estimate's, defined once (timmy_http.work_fields).
     request: RequestText
@@ -33,7 +33,7 @@ class JobBody(BaseModel):
 
 
 class RefundBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     invoice: StrictStr = Field(min_length=1, max_length=2000, description="a BOLT11 invoice for exactly refundable_sats")
 

@@ -31,7 +31,7 @@ SessionSats = Annotated[StrictInt, Field(ge=1), INTEGRAL]
 
 
 class SessionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     amount_sats: SessionSats = Field(
         description="the first payment into the balance, 1 … SESSION_MAX_SATS", json_schema_extra=_SESSION_SATS_MAX
@@ -40,13 +40,13 @@ class SessionBody(BaseModel):
 
 
 class TopupBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     amount_sats: SessionSats = Field(description="sats to add, 1 … SESSION_MAX_SATS", json_schema_extra=_SESSION_SATS_MAX)
 
 
 class RequestBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     # The same fields as the estimate's, defined once (timmy_http.work_fields).
     request: RequestText
@@ -55,7 +55,7 @@ class RequestBody(BaseModel):
 
 
 class CloseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     invoice: StrictStr | None = Field(default=None, min_length=1, max_length=2000, description="a BOLT11 invoice for exactly the balance")
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class EstimateBody(BaseModel):
     """`POST /api/estimate`: the same fields as the query of `GET /api/estimate`, for long requests."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     request: RequestText
     model: ModelName | None = None
@@ -68,7 +68,7 @@ _donation_maximum = maximum_from_settings(lambda: min(get_settings().donation_ma
 class DonationBody(BaseModel):
     """`POST /api/pool/donations`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built by its route on first use, not by every cold start
 
     amount_sats: Annotated[StrictInt, Field(ge=1), INTEGRAL] = Field(
         description="whole sats to donate, 1 … DONATION_MAX_SATS", json_schema_extra=_donation_maximum
@@ -77,6 +77,8 @@ class DonationBody(BaseModel):
 
 
 class DonationAnswer(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built by the donation route, not by every cold start
+
     donation_id: str
     amount_sats: int
     status: str = Field(description="awaiting_payment: pay the invoice; the pool is credited once it is paid")

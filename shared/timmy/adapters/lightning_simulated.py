@@ -23,6 +23,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ BEHAVIOURS = ("succeed", "fail", "in_flight", "timeout")
 FEE_SATS = 1  # what a simulated route costs (within the fee limit; 0 when the limit is 0)
 NOTIFY_TIMEOUT_SECONDS = 10
 HASH_HEX_CHARS = 64
+SETUP_ATTEMPTS_MAX = 100  # a fresh file's WAL switch answers "locked" at once (no busy wait) while another process makes it
+SETUP_RETRY_SECONDS = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invoices (
@@ -73,6 +76,16 @@ class SimulatedLightning:
         self._db_path = self.data_dir / "lightning-simulated.sqlite3"
         self._node_key = self._key("lightning-node.key")
         self._wallet_key = self._key("lightning-wallet.key")  # the outside wallet payouts pay
+        for attempt in range(SETUP_ATTEMPTS_MAX):
+            try:
+                self._setup()
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == SETUP_ATTEMPTS_MAX - 1:
+                    raise
+                time.sleep(SETUP_RETRY_SECONDS)
+
+    def _setup(self) -> None:
         setup = sqlite3.connect(self._db_path, timeout=30)
         try:
             setup.execute("PRAGMA journal_mode=WAL")  # the processes of the local stack share the file
@@ -81,11 +94,21 @@ class SimulatedLightning:
             setup.close()
 
     def _key(self, name: str) -> str:
+        """The key kept in `name`, made once. The stack's environments start side by side on a fresh
+        folder: a key is written whole to a file of its own, then linked into place (atomic, and
+        never over another's), so no process reads a half-written key or keeps a key that lost."""
         path = self.data_dir / name
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            draft = path.with_name(f".{name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as file:
                 file.write(secrets.token_hex(32))
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another environment's key is in place: everyone uses that one
+            finally:
+                draft.unlink()
         return path.read_text().strip()
 
     @contextmanager

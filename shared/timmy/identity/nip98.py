@@ -28,6 +28,9 @@ NIP98_WINDOW_SECONDS = 60  # contract section 2: created_at within ±60 s
 NIP98_HEADER_CHARS_MAX = 8_192  # a real header is under 1 KiB; this bounds parsing work
 NIP98_TAGS_MAX = 32
 NIP98_TAG_CHARS_MAX = 4_096
+# An event id is remembered a little longer than the window in which it could be accepted, so
+# DynamoDB's (lazy) TTL deletion can never reopen it: after ttl the time check refuses it anyway.
+REPLAY_MEMORY_SECONDS = 2 * NIP98_WINDOW_SECONDS + 60
 
 
 @dataclass(frozen=True)

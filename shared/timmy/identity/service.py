@@ -6,22 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from timmy.clock import Clock, iso
 from timmy.config import TIERS, Settings, Tier
 from timmy.errors import InvalidInput, Unauthorized
 from timmy.identity.caller import Caller
-from timmy.identity.nip98 import NIP98_WINDOW_SECONDS, HttpRequestFacts, VerifiedEvent, verify_nip98
-from timmy.identity.nostr import npub_from_hex
 from timmy.identity.tiers import Profile, profile_key, record_paid_action
 from timmy.identity.tokens import TokenSigner
 from timmy.ledger.updates import ITEM_ABSENT, update_action
 from timmy.ports.store import Store
 
-# An event id is remembered a little longer than the window in which it could be accepted, so
-# DynamoDB's (lazy) TTL deletion can never reopen it: after ttl the time check refuses it anyway.
-REPLAY_MEMORY_SECONDS = 2 * NIP98_WINDOW_SECONDS + 60
+if TYPE_CHECKING:
+    from timmy.identity.nip98 import HttpRequestFacts, VerifiedEvent
+
+# NIP-98 and Nostr (libsecp256k1, bech32) are imported by the methods that use them: a caller
+# authenticated by a token or a session, or resolved from its pubkey, never needs them.
 
 
 class _Unset:
@@ -53,12 +53,16 @@ class IdentityService:
 
     def authenticate_nip98(self, encoded_event: str, request: HttpRequestFacts) -> str:
         """The hex pubkey of a valid, first-seen NIP-98 header for `request`, or a 401."""
+        from timmy.identity.nip98 import verify_nip98
+
         verified = verify_nip98(encoded_event, request, self.clock.now())
         self.consume_nip98(verified)
         return verified.pubkey
 
     def consume_nip98(self, verified: VerifiedEvent) -> None:
         """Accept a verified NIP-98 event id once (a conditional put with a TTL), or a 401."""
+        from timmy.identity.nip98 import REPLAY_MEMORY_SECONDS
+
         item = {
             "pk": f"NIP98#{verified.event_id}",
             "sk": "USED",
@@ -130,6 +134,8 @@ class IdentityService:
 
     def describe(self, profile: Profile) -> dict[str, Any]:
         """An identity as the admin and identity routes show it (hex pubkey, npub, history, controls)."""
+        from timmy.identity.nostr import npub_from_hex
+
         now = self.clock.now()
         return {
             "pubkey": profile.pubkey,

@@ -78,7 +78,7 @@ class Services:
     def _queue(self, name: str, url: str) -> Queue:
         from timmy.adapters.sqs import SqsQueue
 
-        return SqsQueue(name, url, self._sqs_client)
+        return SqsQueue(name, url, lambda: self._sqs_client)  # one client for both queues, made on first use
 
     @cached_property
     def settlement_queue(self) -> Queue:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any
 
 import boto3
@@ -19,10 +20,17 @@ def sqs_client() -> Any:
 
 
 class SqsQueue:
-    def __init__(self, name: str, url: str, client: Any):
+    """One queue; `client` makes the SQS client on the first send or ping (~30 ms of a cold start's
+    first request: the routes that only read, or refuse, never pay for it)."""
+
+    def __init__(self, name: str, url: str, client: Callable[[], Any]):
         self.name = name
         self.url = url
-        self.client = client
+        self._make_client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._make_client()
 
     @property
     def configured(self) -> bool:

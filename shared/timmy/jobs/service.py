@@ -376,12 +376,12 @@ class Jobs(PaidWork):
         payout = payouts.pay(payout_id, f"refund:job:{job.job_id}", escrow_account(job.job_id), str(bolt11), refundable, decoded)
         return payout
 
-    def refund_status(self, job: Job) -> str:
-        if job.refund_payout_id:
-            payout = self._payouts().get(job.refund_payout_id)
-            if payout is not None:
-                return payout.answer_status
-        return "claimable" if self.refundable_sats(job) > 0 else "none"
+    @staticmethod
+    def refund_status(payout: PayoutRecord | None, refundable_sats: int) -> str:
+        """The refund's payout status (pending, paid, failed), else claimable or none."""
+        if payout is not None:
+            return payout.answer_status
+        return "claimable" if refundable_sats > 0 else "none"
 
     def _auto_refund(self, job: Job) -> None:
         """With a refund_address, pay what is refundable to it now; any failure leaves it claimable."""
@@ -408,6 +408,9 @@ class Jobs(PaidWork):
     def view(self, job: Job, *, new: bool = False) -> dict[str, Any]:
         """`GET /api/jobs/{job_id}`. `new`: the job `create` just answered (the POST's answer), of which
         nothing can have been paid, eval-fee charged or refunded yet: the receipt needs no reads."""
+        # The refund's payout is read before the escrow: a payout's success and the escrow's debit are
+        # one transaction, so a payout read as paid is never shown beside the sats it paid out.
+        payout = self._payouts().get(job.refund_payout_id) if job.refund_payout_id else None
         refundable = self.refundable_sats(job)
         transfers = [] if new else [f"invoice:{h}" for h in (job.eval_hash, job.invoice_hash, job.topup_hash) if h]
         paid, ids = 0, []
@@ -417,11 +420,9 @@ class Jobs(PaidWork):
                     paid += booked.effective_posted_sats
                     ids.append(booked.transfer_id)
         refunded, refund_ids = 0, []
-        if job.refund_payout_id:
-            payout = self._payouts().get(job.refund_payout_id)
-            if payout is not None and payout.status is PayoutStatus.SUCCEEDED:
-                refunded = payout.amount_sats
-                refund_ids.append(payout.hold_id)
+        if payout is not None and payout.status is PayoutStatus.SUCCEEDED:
+            refunded = payout.amount_sats
+            refund_ids.append(payout.hold_id)
         if job.absorbed_sats:
             ids.append(_subsidy_id(job))
         eval_fee = self.ledger.transfer(f"eval-fee:{job.job_id}") if job.eval_hash and not new else None
@@ -439,7 +440,7 @@ class Jobs(PaidWork):
             "absorbed_sats": job.absorbed_sats,
             "charged_sats": job.charged_sats,
             "refundable_sats": refundable,
-            "refund_status": self.refund_status(job),
+            "refund_status": self.refund_status(payout, refundable),
             "receipt": {
                 "quoted_sats": job.quoted_sats,
                 "paid_sats": paid,

@@ -337,3 +337,30 @@ def test_with_an_eval_fee_a_gate_job_pays_the_fee_first_then_the_work(lab: Lab) 
     assert "invoice" not in done  # paid: no invoice awaited
     assert done["status"] == "complete" and receipt["eval_fee_sats"] == 3
     assert receipt["paid_sats"] == 3 + receipt["quoted_sats"] == 3 + done["charged_sats"] + done["refundable_sats"]
+
+
+def test_a_refund_paid_between_the_views_reads_is_never_shown_paid_beside_the_sats_it_paid(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET /api/jobs/{id} reads the escrow and the refund's payout apart: a refund that completes
+    between the two reads (an automatic refund racing a poll) must not read 'paid' with the sats
+    still refundable (seen on a fresh clone: refund_status paid, refundable_sats 93)."""
+    created = lab.api.post("/api/jobs", json_body=BODY)
+    lab.pay_and_settle(created.json["invoice"]["payment_hash"])
+    job_id = created.json["job_id"]
+    refundable = job(lab, job_id)["refundable_sats"]
+    jobs = lab.services.jobs
+    read_escrow = jobs.refundable_sats
+    wallet = lab.node.wallet_invoice(refundable)
+
+    def escrow_then_refund(done: Any) -> int:  # the refund lands just after the escrow is read
+        sats = read_escrow(done)
+        monkeypatch.setattr(jobs, "refundable_sats", read_escrow)
+        jobs.refund(job_id, wallet.bolt11)
+        return sats
+
+    monkeypatch.setattr(jobs, "refundable_sats", escrow_then_refund)
+    torn = job(lab, job_id)
+    assert (torn["refund_status"], torn["refundable_sats"]) in {("claimable", refundable), ("paid", 0)}, torn
+    after = job(lab, job_id)
+    assert (after["refund_status"], after["refundable_sats"], after["receipt"]["refunded_sats"]) == ("paid", 0, refundable)

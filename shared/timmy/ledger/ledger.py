@@ -410,9 +410,14 @@ class Ledger:
                 refused = {reason for reason in cancelled.reasons if reason not in RETRYABLE_REASONS}
                 if refused:  # a malformed transaction: retrying cannot help
                     raise RuntimeError(f"DynamoDB refused the transaction: {sorted(map(str, refused))}") from None
-                if attempt + 1 == CONFLICT_RETRIES_MAX:
-                    raise LedgerConflict("the ledger is busy; retry shortly") from None
-                self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
+                self._back_off(attempt)
+
+    def _back_off(self, attempt: int) -> None:
+        """After a conflict on `attempt` (0-based): a jittered, growing pause, or `LedgerConflict`
+        once the attempts are spent."""
+        if attempt + 1 == CONFLICT_RETRIES_MAX:
+            raise LedgerConflict("the ledger is busy; retry shortly") from None
+        self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
 
     # --- reads -------------------------------------------------------------------------
 
@@ -442,15 +447,12 @@ class Ledger:
         """Up to 100 items in one round trip, as one snapshot: no transaction is seen half-applied
         across them (an account and the counter its transaction also moved). A read that met a write
         transaction in flight is retried (bounded, jittered); `LedgerConflict` after that."""
-        for attempt in range(CONFLICT_RETRIES_MAX - 1):
+        for attempt in range(CONFLICT_RETRIES_MAX):
             try:
                 return self.store.transact_get(keys)
             except TransactionCancelled:
-                self._sleep(random.uniform(0, CONFLICT_BACKOFF_SECONDS_BASE * 2**attempt))
-        try:
-            return self.store.transact_get(keys)
-        except TransactionCancelled:
-            raise LedgerConflict("the ledger is busy; retry shortly") from None
+                self._back_off(attempt)
+        raise AssertionError("unreachable: the last attempt raises LedgerConflict")
 
     def listed(
         self, partition: str, limit: int, *, until: float | None = None, start_key: dict[str, Any] | None = None

@@ -102,11 +102,6 @@ class CloseState:
         return self.payouts.get(self.session.last_payout_id or "")
 
 
-def _payouts_in(items: dict[tuple[str, str], dict[str, Any]], payout_ids: frozenset[str] | None) -> dict[str, PayoutRecord]:
-    found = (items.get(payout_key(payout_id)) for payout_id in payout_ids or ())
-    return {record.payout_id: record for record in map(PayoutRecord.from_item, filter(None, found))}
-
-
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -367,7 +362,8 @@ class Sessions(PaidWork):
         session = Session.from_item(items[session_key(session_id)])
         account = Account.from_item(items.get(account_key(account_id)), account_id)
         payout_keys = [payout_key(payout_id) for payout_id in session.payout_ids or ()]
-        payouts = _payouts_in(self.ledger.read(payout_keys), session.payout_ids) if payout_keys else {}
+        records = map(PayoutRecord.from_item, self.ledger.read(payout_keys).values()) if payout_keys else ()
+        payouts = {record.payout_id: record for record in records}
         return CloseState(session, account, payouts)
 
     def _pay_out(self, session: Session, bolt11: object | None, available: int) -> PayoutRecord:

@@ -31,7 +31,7 @@ import pytest
 
 from local.dynamodb import free_port
 from tests.e2e.test_make_run import start, wait_healthy
-from tests.e2e.test_make_run_money import ADMIN_KEY, audit_ok, call
+from tests.e2e.test_make_run_money import audit_ok, call, signed_in
 from tests.fakes.llm_providers import FakeAnthropic
 from tests.fakes.lnurl_server import FakeLnurlServer
 from timmy.identity.signer import Keys
@@ -48,7 +48,6 @@ POOL_CREDIT_PCT = 10  # POOL_CREDIT_PCT's default
 JOB_STUCK_SECONDS = 66  # above the worker's 60 s Timeout (its environment warm): the kill comes first
 WORKER_TIMEOUT_SECONDS = 60  # template.yaml's WorkerFunction Timeout
 FINAL = ("complete", "failed", "expired")
-ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @dataclass
@@ -82,12 +81,7 @@ class Stack:
 
     def identity(self, tier: str) -> dict[str, str]:
         """A fresh identity of `tier`, signed in: its bearer header."""
-        keys = Keys.generate()
-        assert call(self.port, "PUT", f"/api/admin/identities/{keys.pubkey}", {"tier": tier}, ADMIN)[0] == 200
-        url = f"http://127.0.0.1:{self.port}/api/identity/token"
-        status, token = call(self.port, "POST", "/api/identity/token", headers={"authorization": keys.nip98_header(url, "POST")})
-        assert status == 200, token
-        return {"authorization": f"Bearer {token['token']}"}
+        return signed_in(self.port, Keys.generate(), tier)
 
     def me(self, bearer: dict[str, str]) -> dict[str, Any]:
         status, me = call(self.port, "GET", "/api/identity/me", headers=bearer)

@@ -51,6 +51,15 @@ def audit_ok(port: int) -> None:
     assert status == 200 and audit["ok"], audit
 
 
+def signed_in(port: int, keys: Keys, tier: str) -> dict[str, str]:
+    """`keys` pinned to `tier` by the operator and signed in with NIP-98: its bearer header."""
+    assert call(port, "PUT", f"/api/admin/identities/{keys.pubkey}", {"tier": tier}, {"authorization": f"Bearer {ADMIN_KEY}"})[0] == 200
+    url = f"http://127.0.0.1:{port}/api/identity/token"
+    status, token = call(port, "POST", "/api/identity/token", headers={"authorization": keys.nip98_header(url, "POST")})
+    assert status == 200, token
+    return {"authorization": f"Bearer {token['token']}"}
+
+
 def wait_for(port: int, path: str, done: Callable[[Any], bool], seconds: float = 30) -> Any:
     deadline = time.monotonic() + seconds
     while True:
@@ -87,13 +96,7 @@ def test_a_donation_through_make_run_grows_the_pool_by_its_amount_once(port: int
 
 def test_a_free_job_and_a_paid_job_through_make_run(port: int) -> None:
     body = {"request": "Write a haiku about the sea", "model": "claude-sonnet-4-5", "max_output_tokens": 4000}
-    keys = Keys.generate()
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-    assert call(port, "PUT", f"/api/admin/identities/{keys.pubkey}", {"tier": "elite"}, admin)[0] == 200
-    url = f"http://127.0.0.1:{port}/api/identity/token"
-    status, token = call(port, "POST", "/api/identity/token", headers={"authorization": keys.nip98_header(url, "POST")})
-    assert status == 200, token
-    status, free = call(port, "POST", "/api/jobs", body, {"authorization": f"Bearer {token['token']}"})
+    status, free = call(port, "POST", "/api/jobs", body, signed_in(port, Keys.generate(), "elite"))
     assert (status, free["status"]) == (202, "executing"), free
     done = wait_for(port, f"/api/jobs/{free['job_id']}", lambda j: j["status"] == "complete")
     assert done["status"] == "complete" and done["charged_sats"] == 0 and done["absorbed_sats"] > 0

@@ -17,7 +17,7 @@ import pytest
 
 from local.dynamodb import free_port
 from tests.e2e.test_make_run import start, stop, wait_healthy
-from tests.e2e.test_make_run_money import ADMIN_KEY, audit_ok, call
+from tests.e2e.test_make_run_money import audit_ok, call, signed_in
 from timmy.identity.signer import Keys
 
 pytestmark = pytest.mark.slow
@@ -121,12 +121,7 @@ def test_a_paid_session_through_make_run_tops_up_and_closes_paid_once(port: int)
 
 def test_a_trusted_identitys_session_through_make_run_is_served_free(port: int) -> None:
     keys = Keys.generate()
-    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-    assert call(port, "PUT", f"/api/admin/identities/{keys.pubkey}", {"tier": "trusted"}, admin)[0] == 200
-    url = f"http://127.0.0.1:{port}/api/identity/token"
-    status, token = call(port, "POST", "/api/identity/token", headers={"authorization": keys.nip98_header(url, "POST")})
-    assert status == 200, token
-    session_id, session_token = open_session(port, 100, {"authorization": f"Bearer {token['token']}"})
+    session_id, session_token = open_session(port, 100, signed_in(port, keys, "trusted"))
     assert session_view(port, session_id, session_token)["pubkey"] == keys.pubkey  # bound to the identity
 
     pool = call(port, "GET", "/api/pool")[1]["balance_sats"]

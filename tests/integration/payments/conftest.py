@@ -82,6 +82,12 @@ class Lab:
         self.settle_queue()
         self.run_work()
 
+    def bearer(self, pubkey: str, tier: str) -> dict[str, str]:
+        """`pubkey` pinned to `tier` by the operator, and its nostr_token as a bearer header."""
+        admin = {"authorization": "Bearer test-admin-key"}
+        assert self.api.put(f"/api/admin/identities/{pubkey}", json_body={"tier": tier}, headers=admin).status == 200
+        return {"authorization": f"Bearer {self.services.identity.issue_token(pubkey).token}"}
+
     def pool_sats(self) -> int:
         """The pool's balance as `GET /api/pool` shows it (the first read seeds the pool)."""
         return int(self.api.get("/api/pool").json["balance_sats"])

@@ -24,12 +24,6 @@ BODY = {"request": "Write a haiku about the sea", "model": MODEL, "max_output_to
 ELITE, TRUSTED = "e" * 64, "d" * 64
 
 
-def bearer(lab: Lab, pubkey: str, tier: str) -> dict[str, str]:
-    admin = {"authorization": "Bearer test-admin-key"}
-    assert lab.api.put(f"/api/admin/identities/{pubkey}", json_body={"tier": tier}, headers=admin).status == 200
-    return {"authorization": f"Bearer {lab.services.identity.issue_token(pubkey).token}"}
-
-
 def job(lab: Lab, job_id: str) -> dict[str, Any]:
     answer = lab.api.get(f"/api/jobs/{job_id}")
     assert answer.status == 200, answer.body
@@ -38,7 +32,7 @@ def job(lab: Lab, job_id: str) -> dict[str, Any]:
 
 def test_a_free_job_is_reserved_at_once_worked_and_granted_its_actual_cost(lab: Lab) -> None:
     pool = lab.pool_sats()
-    created = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    created = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
     assert created.status == 202, created.body
     assert created.json["status"] == "executing" and "invoice" not in created.json
     lab.run_work()
@@ -66,7 +60,7 @@ def test_the_worker_settles_a_free_or_partial_job_in_two_round_trips(lab: Lab) -
     transaction — 2 DynamoDB calls, not 4; with a charge beside the grant too."""
     usage = lab.services.store.usage  # type: ignore[attr-defined]
     pool = lab.pool_sats()
-    free = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    free = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
     assert free.status == 202, free.body
     before = usage.snapshot()[0]
     assert lab.poller.poll_once(lab.work) == 1
@@ -76,7 +70,7 @@ def test_the_worker_settles_a_free_or_partial_job_in_two_round_trips(lab: Lab) -
     assert lab.pool_sats() == pool - done["absorbed_sats"]
 
     lab.services.__dict__["executor"] = Sized(64000)  # the work costs more than the grant held
-    partial = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=bearer(lab, TRUSTED, "trusted"))
+    partial = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=lab.bearer(TRUSTED, "trusted"))
     assert partial.json["free_tier"]["serve"] == "partial"
     held = partial.json["free_tier"]["absorb_sats"]
     lab.node.settle(partial.json["invoice"]["payment_hash"])
@@ -99,7 +93,7 @@ def test_a_worker_that_crashed_after_its_grant_is_completed_by_the_redelivery(la
     the grant counts once."""
     lab.services.__dict__["executor"] = Sized(100)
     pool = lab.pool_sats()
-    created = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    created = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
     row = lab.services.jobs.require(created.json["job_id"])
     assert row.reservation is not None
     actual = lab.services.pricing.actual_charge_sats(TokenUsage(10, 100), row.model, Estimate.from_dict(row.estimate))
@@ -152,7 +146,7 @@ def test_a_gate_job_is_paid_charged_its_actual_cost_and_refunded_the_rest_once(l
 
 def test_a_partial_job_pays_the_rest_and_the_pool_absorbs_at_most_what_was_held(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     budget = lab.services.settings.daily_budget_sats("trusted")
-    created = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=bearer(lab, TRUSTED, "trusted"))
+    created = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=lab.bearer(TRUSTED, "trusted"))
     assert created.status == 201, created.body
     decision = created.json["free_tier"]
     assert decision["serve"] == "partial" and decision["absorb_sats"] == budget
@@ -165,7 +159,7 @@ def test_a_partial_job_pays_the_rest_and_the_pool_absorbs_at_most_what_was_held(
 
 
 def test_a_pool_drained_before_the_payment_asks_for_the_shortfall_with_a_second_invoice(lab: Lab) -> None:
-    headers = bearer(lab, TRUSTED, "trusted")
+    headers = lab.bearer(TRUSTED, "trusted")
     created = lab.api.post("/api/jobs", json_body={**BODY, "max_output_tokens": 64000}, headers=headers)
     assert created.json["free_tier"]["serve"] == "partial"
     # Others drain the pool between the decision and the payment.
@@ -202,7 +196,7 @@ class Failing:
 def test_work_that_fails_or_comes_back_empty_is_never_charged(lab: Lab, executor: Failing) -> None:
     lab.services.__dict__["executor"] = executor
     pool = lab.pool_sats()
-    free = lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, ELITE, "elite"))
+    free = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
     gate = lab.api.post("/api/jobs", json_body=BODY)
     lab.run_work()
     lab.pay_and_settle(gate.json["invoice"]["payment_hash"])
@@ -250,7 +244,7 @@ def test_anonymous_unpaid_jobs_are_capped_and_an_expired_one_frees_its_place(lab
     assert lab.api.post("/api/jobs", json_body=BODY).status == 201
     assert lab.api.post("/api/jobs", json_body=BODY).status == 429
     # Another identity has its own allowance.
-    assert lab.api.post("/api/jobs", json_body=BODY, headers=bearer(lab, Keys.generate().pubkey, "new")).status == 201
+    assert lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(Keys.generate().pubkey, "new")).status == 201
 
 
 def test_a_job_whose_work_never_finishes_is_failed_by_the_sweeper_and_refundable(lab: Lab) -> None:

@@ -137,9 +137,7 @@ def test_work_that_fails_or_comes_back_empty_is_never_charged(lab: Lab) -> None:
 
 def test_a_free_request_of_a_bound_identity_is_paid_by_the_pool(lab: Lab) -> None:
     keys = Keys.generate()
-    admin = {"authorization": "Bearer test-admin-key"}
-    assert lab.api.put(f"/api/admin/identities/{keys.pubkey}", json_body={"tier": "elite"}, headers=admin).status == 200
-    bearer = {"authorization": f"Bearer {lab.services.identity.issue_token(keys.pubkey).token}"}
+    bearer = lab.bearer(keys.pubkey, "elite")
     session_id, token = open_session(lab, 100, headers=bearer)
     assert status(lab, session_id, token)["pubkey"] == keys.pubkey
     answer = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
@@ -156,9 +154,7 @@ def test_a_free_request_of_a_bound_identity_is_paid_by_the_pool(lab: Lab) -> Non
 
 def test_a_partial_request_with_the_pool_drained_during_the_work_is_charged_in_full_from_the_hold(lab: Lab) -> None:
     keys = Keys.generate()
-    admin = {"authorization": "Bearer test-admin-key"}
-    assert lab.api.put(f"/api/admin/identities/{keys.pubkey}", json_body={"tier": "trusted"}, headers=admin).status == 200
-    bearer = {"authorization": f"Bearer {lab.services.identity.issue_token(keys.pubkey).token}"}
+    bearer = lab.bearer(keys.pubkey, "trusted")
     big = {**WORK, "max_output_tokens": 64000}
     session_id, token = open_session(lab, 5_000, headers=bearer)
     ledger = lab.services.ledger
@@ -177,15 +173,13 @@ def test_a_partial_request_with_the_pool_drained_during_the_work_is_charged_in_f
     assert answer.json["charged_sats"] == actual <= held.sats  # the full actual cost, from the hold
     assert answer.json["balance_sats"] == 5_000 - actual and status(lab, session_id, token)["held_sats"] == 0
     assert lab.pool_sats() == actual * lab.services.settings.pool_credit_pct // 100  # drained, then credited its share
-    audit = lab.api.get("/api/admin/audit", headers=admin)
+    audit = lab.api.get("/api/admin/audit", headers={"authorization": "Bearer test-admin-key"})
     assert audit.status == 200 and audit.json["ok"], audit.body  # nothing lost: the audit agrees
 
 
 def test_a_partial_request_is_absorbed_up_to_its_share_after_the_work_and_the_rest_charged(lab: Lab) -> None:
     keys = Keys.generate()
-    admin = {"authorization": "Bearer test-admin-key"}
-    assert lab.api.put(f"/api/admin/identities/{keys.pubkey}", json_body={"tier": "trusted"}, headers=admin).status == 200
-    bearer = {"authorization": f"Bearer {lab.services.identity.issue_token(keys.pubkey).token}"}
+    bearer = lab.bearer(keys.pubkey, "trusted")
     big = {**WORK, "max_output_tokens": 64000}
     session_id, token = open_session(lab, 5_000, headers=bearer)
     lab.services.__dict__["executor"] = type("Long", (), {"run": lambda self, *a: ExecutionResult("an answer", TokenUsage(50, 30000))})()

@@ -19,8 +19,9 @@ without. `--without-layer-bytecode` measures the layer as that method built it b
 shared/Makefile: no .pyc for anything but the standard library and the runtime's boto3 and
 s3transfer (taking the layer's botocore, pulled in by the X-Ray SDK, as the one imported).
 
-Then each import deferred to the one route that needs it (LAZY) is timed on its own, after the
-handler's import, in a fresh interpreter: what that route's first request pays for it.
+Then each import deferred to the first request that needs it (LAZY: one route's own, or the use
+case every route builds through timmy_http.services) is timed on its own, after the handler's
+import, in a fresh interpreter: what that first request pays for it.
 
 Run: .venv/bin/python bench/coldstart.py [--runs N] [--import-only] [--without-layer-bytecode]
 """
@@ -71,14 +72,20 @@ FIRST_REQUEST = {
     "sweeper": "schedule.json",
 }
 
-# Imports a handler defers to the one route that uses them: (module, the route that pays for it).
+# Imports a handler defers to the first request that needs them: (module, the requests that pay for it).
 LAZY: dict[str, list[tuple[str, str]]] = {
     "estimate": [
         ("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)"),
         ("timmy.payments.donations", "POST /api/pool/donations"),
     ],
-    "jobs": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
-    "sessions": [("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)")],
+    "jobs": [
+        ("timmy.jobs.service", "every route: the use case, built by timmy_http.services"),
+        ("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)"),
+    ],
+    "sessions": [
+        ("timmy.sessions.service", "every route: the use case, built by timmy_http.services"),
+        ("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)"),
+    ],
     "identity": [("timmy.identity.nip98", "every route but a refusal (timmy_http.caller)")],
     "admin": [
         ("timmy.ledger.invariants", "GET /api/admin/audit"),
@@ -115,12 +122,13 @@ print(json.dumps([imported, *answers]))
 """
 
 # What any HTTP function pays before its own code: Powertools' resolver with validation (pydantic,
-# the OpenAPI params), Logger and Metrics. No handler can import in less.
+# the OpenAPI params), Logger and Metrics, the resolver imported as the functions do (without the
+# event_handler package's other resolvers: timmy_http.event_handler). No handler can import in less.
 FLOOR = """
 import time
 t = time.perf_counter()
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from timmy_http.event_handler import APIGatewayHttpResolver
 APIGatewayHttpResolver(enable_validation=True)
 Logger(service="timmy"); Metrics(namespace="Timmy", service="timmy")
 print(time.perf_counter() - t)
@@ -184,7 +192,7 @@ def main() -> int:
     events = {name: "" if args.import_only else str(ROOT / "events" / name / FIRST_REQUEST[name]) for name in FUNCTIONS}
     with first_request_environment() if not args.import_only else _nothing():
         import_seconds(BOTO3_IMPORT, [])  # compile the .pyc files once, as a deployment does
-        import_seconds(FLOOR, [])
+        import_seconds(FLOOR, [ROOT / "shared"])
         for name, (_, module) in FUNCTIONS.items():
             run_child(child_code(name, module, events[name]), paths[name])
         # Each handler's sample is paired with an `import boto3` just before it, and its ratio is the
@@ -195,7 +203,7 @@ def main() -> int:
         with deployed_bytecode(args.without_layer_bytecode):
             for _ in range(args.runs):
                 boto3_before["floor"].append(import_seconds(BOTO3_IMPORT, []))
-                floor_samples.append(import_seconds(FLOOR, []))
+                floor_samples.append(import_seconds(FLOOR, [ROOT / "shared"]))
                 for name, (_, module) in FUNCTIONS.items():
                     boto3_before[name].append(import_seconds(BOTO3_IMPORT, []))
                     samples[name].append(run_child(child_code(name, module, events[name]), paths[name]))
@@ -222,7 +230,7 @@ def main() -> int:
             line += f"   {first_ms:7.1f} ms ({second_ms:5.1f} ms)   {total_ms:7.1f} ms {total_ratio:5.2f}x"
             line += f"  {FIRST_REQUEST[name]}"
         print(line)
-    print("imports deferred to the one route that uses them (paid by its first request, after the handler's import):")
+    print("imports deferred to the first request that needs them (paid once, after the handler's import):")
     for name, deferred in LAZY.items():
         module = FUNCTIONS[name][1]
         for lazy, route in deferred:

@@ -31,9 +31,9 @@ from local.dynamodb import DynamoDBLocal  # noqa: E402
 from timmy.adapters.dynamodb import DynamoStore  # noqa: E402
 from timmy.clock import SystemClock  # noqa: E402
 from timmy.config import Settings  # noqa: E402
-from timmy.free_tier import FreeTierService  # noqa: E402
+from timmy.free_tier.service import FreeTierService  # noqa: E402
 from timmy.identity.caller import Caller  # noqa: E402
-from timmy.ledger import Ledger  # noqa: E402
+from timmy.ledger.ledger import Ledger  # noqa: E402
 
 THREAD_COUNTS = (1, 8, 32)
 GRANTS_PER_THREAD = 60

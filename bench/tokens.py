@@ -158,7 +158,9 @@ def report_quotes(rows: list[dict[str, object]]) -> int:
     from decimal import Decimal
 
     from timmy.clock import FixedClock
-    from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits
+    from timmy.pricing.limits import RequestLimits
+    from timmy.pricing.oracle import FixedPriceOracle
+    from timmy.pricing.service import PricingConfig, PricingService
     from timmy.pricing.tokenizer import count_tokens
 
     pricing = PricingService(

@@ -7,8 +7,6 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from timmy.config import Tier
@@ -18,6 +16,7 @@ from timmy.pubkey import PUBKEY_PATTERN
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.auth import require_admin
+from timmy_http.event_handler import Path, Query, Response, content_types
 from timmy_http.fields import WholeNumber
 from timmy_http.idempotency import idempotent, ledger_id
 from timmy_http.openapi import errors

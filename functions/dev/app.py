@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
 from timmy.adapters.lightning_simulated import BEHAVIOURS, SimulatedLightning
@@ -14,6 +13,7 @@ from timmy.errors import Conflict, InvalidInput, NotFound
 from timmy.ports.lightning import LightningError
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.event_handler import Response, content_types
 from timmy_http.fields import INTEGRAL, NOT_NULL
 from timmy_http.openapi import errors
 from timmy_http.services import services

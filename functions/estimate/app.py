@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.estimate import (
@@ -21,6 +17,7 @@ from timmy_http.estimate import (
     estimate,
     pool,
 )
+from timmy_http.event_handler import Body, OpenAPIResponse, Query, Response, content_types
 from timmy_http.idempotency import idempotent
 from timmy_http.pool import PoolView
 from timmy_http.services import services

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import BaseModel, Field
 
 from timmy.clock import iso
@@ -12,6 +11,7 @@ from timmy.config import Tier
 from timmy.errors import Unauthorized
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import authenticated_pubkey, verified_nip98
+from timmy_http.event_handler import Response, content_types
 from timmy_http.idempotency import idempotent
 from timmy_http.openapi import errors
 from timmy_http.services import services

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
+from timmy_http.event_handler import Body, Path, Response, content_types
 from timmy_http.fields import RefundAddress
 from timmy_http.idempotency import idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view

@@ -17,12 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from pydantic import BaseModel, Field
 
 from timmy.ports.queue import Queue
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.errors import error_response
+from timmy_http.event_handler import APIGatewayHttpResolver, Response, content_types
 from timmy_http.observability import logger
 from timmy_http.openapi import finish_spec
 from timmy_http.services import services

@@ -4,25 +4,26 @@ top-ups and close. Every route but the creation needs the session's token (`X-Se
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from timmy.config import get_settings
-from timmy.payments.invoices import SATS_MAX
-from timmy.payments.model import PayoutRecord
-from timmy.sessions.service import TOKEN_PREFIX, Session
+from timmy.money import SATS_MAX
 from timmy_http.answers import Answer, documented, shaped
 from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
+from timmy_http.event_handler import Body, Path, Response, content_types
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
 from timmy_http.idempotency import idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
 from timmy_http.work_fields import MAX_OUTPUT_TOKENS_DESCRIPTION, FreeTierView, MaxOutputTokens, ModelName, RequestText
+
+if TYPE_CHECKING:
+    from timmy.payments.model import PayoutRecord
+    from timmy.sessions.service import Session
 
 app = create_app()
 SessionId = Annotated[str, Path(description="the session_id POST /api/sessions answered")]
@@ -63,9 +64,9 @@ class CloseBody(BaseModel):
 def _session(session_id: str) -> Session:
     headers = app.current_event.headers
     token = headers.get("x-session-token")
-    if token is None:
+    if token is None:  # or 'Authorization: Bearer st_…' (the use case refuses any other token)
         scheme, _, value = (headers.get("authorization") or "").partition(" ")
-        token = value.strip() if scheme.lower() == "bearer" and value.strip().startswith(TOKEN_PREFIX) else None
+        token = value.strip() if scheme.lower() == "bearer" else None
     return services().sessions.authorize(session_id, token)
 
 

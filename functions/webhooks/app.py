@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import BaseModel
 
 from timmy.errors import InvalidInput, Unauthorized, Unavailable
 from timmy.messages import INVOICE_NOTIFIED
 from timmy_http.app import create_app, lambda_handler_for
+from timmy_http.event_handler import Response, content_types
 from timmy_http.services import services
 
 app = create_app()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Conflict, NotFound
-from timmy.free_tier import FreeTierService
-from timmy.ledger import Ledger
+from timmy.free_tier.service import FreeTierService
+from timmy.ledger.ledger import Ledger
 from timmy.metering import Estimate
 from timmy.payments.invoices import Invoices, OwnerDefaults
 from timmy.payments.payouts import Payouts

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 
 from timmy.config import get_settings
 from timmy_http.errors import error_result, register_error_handlers
+from timmy_http.event_handler import APIGatewayHttpResolver
 from timmy_http.idempotency import idempotency_key_problem
 from timmy_http.observability import logger, metrics, tracer
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from timmy.errors import Unauthorized
+from timmy_http.event_handler import APIGatewayHttpResolver, Response
 from timmy_http.secrets import admin_api_key
 from timmy_http.services import services
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-
 from timmy.config import Settings
 from timmy.errors import Unauthorized
 from timmy.identity.caller import Caller
+from timmy_http.event_handler import APIGatewayHttpResolver
 from timmy_http.services import services
 
 if TYPE_CHECKING:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from timmy.errors import TimmyError
+from timmy_http.event_handler import (
+    APIGatewayHttpResolver,
+    NotFoundError,
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    Response,
+    content_types,
+)
 from timmy_http.observability import logger, metrics
 
 MESSAGE_CHARS_MAX = 200  # a message says what to fix in a sentence; never a dump of the input

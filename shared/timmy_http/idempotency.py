@@ -14,9 +14,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-
 from timmy.errors import Conflict, InvalidInput
+from timmy_http.event_handler import APIGatewayHttpResolver, Response
 from timmy_http.services import services
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pydantic import Field
 from timmy_http.answers import Answer
 
 if TYPE_CHECKING:
-    from timmy.free_tier import PoolStatus
+    from timmy.free_tier.service import PoolStatus
 
 
 class PoolView(Answer):

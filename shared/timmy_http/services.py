@@ -17,11 +17,11 @@ from timmy.ports.clock import Clock
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    from timmy.estimate import EstimateService
-    from timmy.free_tier import FreeTierService
+    from timmy.estimate.service import EstimateService
+    from timmy.free_tier.service import FreeTierService
     from timmy.identity.service import IdentityService
     from timmy.jobs.service import Jobs
-    from timmy.ledger import Ledger
+    from timmy.ledger.ledger import Ledger
     from timmy.payments.donations import Donations
     from timmy.payments.invoices import InvoiceOwner, Invoices
     from timmy.payments.payouts import Payouts
@@ -90,13 +90,13 @@ class Services:
 
     @cached_property
     def ledger(self) -> Ledger:
-        from timmy.ledger import Ledger
+        from timmy.ledger.ledger import Ledger
 
         return Ledger(self.store, self.clock)
 
     @cached_property
     def free_tier(self) -> FreeTierService:
-        from timmy.free_tier import FreeTierService
+        from timmy.free_tier.service import FreeTierService
 
         return FreeTierService(self.ledger, self.settings, self.clock)
 
@@ -131,7 +131,7 @@ class Services:
 
     @cached_property
     def estimate(self) -> EstimateService:
-        from timmy.estimate import EstimateService
+        from timmy.estimate.service import EstimateService
 
         return EstimateService(self.pricing, self.free_tier)
 

@@ -12,7 +12,7 @@ from functions.estimate import app as estimate_app
 from tests.integration.estimate_http import http_event, invoke
 from tests.integration.fake_exchanges import FakeExchange
 from timmy.identity.caller import Caller
-from timmy.pricing import default_catalogue
+from timmy.pricing.catalogue import default_catalogue
 from timmy_http.services import Services, reset_services
 
 PUBKEY = "a" * 64

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from timmy.free_tier import decide_from
+from timmy.free_tier.decision import decide_from
 from timmy.identity.caller import Caller
 
 TRUSTED = Caller("a" * 64, "trusted")

@@ -13,7 +13,9 @@ from timmy.clock import FixedClock
 from timmy.config import Settings
 from timmy.errors import TimmyError, Unavailable
 from timmy.ports.evaluator import EvaluationRefused, RefusalReason
-from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits
+from timmy.pricing.limits import RequestLimits
+from timmy.pricing.oracle import FixedPriceOracle
+from timmy.pricing.service import PricingConfig, PricingService
 
 RULES = [r"\bsteal (the )?keys\b", "rm -rf /"]
 

@@ -32,7 +32,9 @@ def test_usage_never_exceeds_the_estimate_whichever_count_the_estimate_used(mode
     from decimal import Decimal
 
     from timmy.clock import FixedClock
-    from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits
+    from timmy.pricing.limits import RequestLimits
+    from timmy.pricing.oracle import FixedPriceOracle
+    from timmy.pricing.service import PricingConfig, PricingService
 
     config = PricingConfig(Decimal("20"), Decimal("30"), "timmy-local", RequestLimits(32_768, 32_768))
     estimate = PricingService(config, FixedPriceOracle(Decimal("100000"), FixedClock())).estimate_request_cost(request_text, model, 64)

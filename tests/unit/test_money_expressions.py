@@ -61,3 +61,11 @@ def test_the_domain_imports_no_adapter_aws_sdk_or_handler() -> None:
         if _within(name, OUTSIDE_THE_DOMAIN)
     }
     assert offenders == set()
+
+
+def test_a_package_init_imports_nothing() -> None:
+    """Importing one module of a package never imports its siblings (a cold start pays only for the
+    modules it uses): names are imported from the module that defines them."""
+    inits = _sources(TIMMY) + _sources(TIMMY.parent / "timmy_http")
+    offenders = {source.relative_to(TIMMY.parent).as_posix() for source in inits if source.name == "__init__.py" and _imports(source)}
+    assert offenders == set()

@@ -15,17 +15,12 @@ from hypothesis import strategies as st
 
 from timmy.clock import FixedClock
 from timmy.errors import InvalidInput, PayloadTooLarge
+from timmy.metering import Estimate, TokenUsage
 from timmy.money import SATS_PER_BTC
-from timmy.pricing import (
-    Estimate,
-    FixedPriceOracle,
-    PricingConfig,
-    PricingService,
-    RequestLimits,
-    TokenUsage,
-    default_catalogue,
-    load_catalogue,
-)
+from timmy.pricing.catalogue import default_catalogue, load_catalogue
+from timmy.pricing.limits import RequestLimits
+from timmy.pricing.oracle import FixedPriceOracle
+from timmy.pricing.service import PricingConfig, PricingService
 from timmy.pricing.tokens import FRAMING_TOKENS
 from timmy.telemetry import LoggingTelemetry
 

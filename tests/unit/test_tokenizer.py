@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from timmy.clock import FixedClock
-from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits, default_catalogue, tokenizer
+from timmy.pricing import tokenizer
+from timmy.pricing.catalogue import default_catalogue
+from timmy.pricing.limits import RequestLimits
+from timmy.pricing.oracle import FixedPriceOracle
+from timmy.pricing.service import PricingConfig, PricingService
 from timmy.pricing.tokens import FRAMING_TOKENS, input_tokens_upper_bound
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +85,8 @@ def test_the_quote_never_falls_below_the_true_count_and_hostile_text_is_fast(tex
 def test_pricing_a_short_request_never_imports_the_tokenizer() -> None:
     code = (
         "import sys; from decimal import Decimal; from timmy.clock import FixedClock; "
-        "from timmy.pricing import FixedPriceOracle, PricingConfig, PricingService, RequestLimits; "
+        "from timmy.pricing.limits import RequestLimits; from timmy.pricing.oracle import FixedPriceOracle; "
+        "from timmy.pricing.service import PricingConfig, PricingService; "
         "config = PricingConfig(Decimal(20), Decimal(30), 'timmy-local', RequestLimits(32768, 32768)); "
         "PricingService(config, FixedPriceOracle(Decimal(100000), FixedClock())).estimate_request_cost('hi', 'gpt-5-mini'); "
         "assert 'tiktoken' not in sys.modules and 'timmy.pricing.tokenizer' not in sys.modules, 'loaded'"

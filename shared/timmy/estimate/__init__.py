@@ -1,5 +1,1 @@
 """The estimate use case: price a request and say how the free tier would serve it. Debits nothing."""
-
-from timmy.estimate.service import EstimateOutcome, EstimateService
-
-__all__ = ["EstimateOutcome", "EstimateService"]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from timmy.free_tier import Decision, FreeTierService, PoolStatus
+from timmy.free_tier.decision import Decision
+from timmy.free_tier.service import FreeTierService, PoolStatus
 from timmy.identity.caller import Caller
 from timmy.metering import Estimate
-from timmy.pricing import PricingService
+from timmy.pricing.service import PricingService
 
 
 @dataclass(frozen=True)

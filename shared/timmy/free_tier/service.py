@@ -24,9 +24,19 @@ from timmy.config import TIERS, Settings, Tier
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, Unprocessable
 from timmy.free_tier.decision import Decision, Serve, decide_from, remaining_budget_sats, subsidisable
 from timmy.identity.caller import Caller
-from timmy.ledger import Account, Batch, ConditionFailed, Ledger, Transfer, TransferCode, TransferState
-from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Limit, decimal_seconds
-from timmy.ledger.model import OPERATOR_EQUITY, OPERATOR_REVENUE, POOL, account_key, require_sats, transfer_key
+from timmy.ledger.ledger import TRANSFER_ID_LENGTH_MAX, Batch, ConditionFailed, Ledger, Limit, decimal_seconds
+from timmy.ledger.model import (
+    OPERATOR_EQUITY,
+    OPERATOR_REVENUE,
+    POOL,
+    Account,
+    Transfer,
+    TransferCode,
+    TransferState,
+    account_key,
+    require_sats,
+    transfer_key,
+)
 from timmy.pubkey import PUBKEY_HEX_LENGTH, canonical_pubkey
 
 RESERVE_ATTEMPTS_MAX = 4  # decide again on fresh data at most this often after a lost race

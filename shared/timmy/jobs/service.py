@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from timmy.clock import iso
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
-from timmy.free_tier import Reservation
+from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds

@@ -4,7 +4,7 @@ both call it, so the rule lives here once."""
 
 from __future__ import annotations
 
-from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import FreeTierService
 from timmy.identity.tiers import record_paid_action
 from timmy.ledger.ledger import Batch
 

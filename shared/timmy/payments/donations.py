@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from timmy.config import Settings
 from timmy.errors import InvalidInput
-from timmy.ledger import Ledger
-from timmy.ledger.ledger import decimal_seconds
+from timmy.ledger.ledger import Ledger, decimal_seconds
 from timmy.ledger.model import POOL, REFUNDS_PAYABLE, TransferCode
 from timmy.payments import NOTE_CHARS_MAX
 from timmy.payments.invoices import Invoices, OwnerDefaults, check_amount, new_owner_id

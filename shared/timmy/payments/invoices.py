@@ -26,8 +26,7 @@ from urllib.parse import urlencode
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import InvalidInput
-from timmy.ledger import Ledger
-from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
+from timmy.ledger.ledger import Batch, ConditionFailed, Ledger, Limit, decimal_seconds
 from timmy.ledger.model import LIGHTNING_CLEARING, SATS_MAX, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,

@@ -22,8 +22,7 @@ from timmy import invoice_codec
 from timmy.clock import Clock
 from timmy.config import Settings
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput
-from timmy.ledger import Ledger
-from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
+from timmy.ledger.ledger import Batch, ConditionFailed, Ledger, Limit, decimal_seconds
 from timmy.ledger.model import LIGHTNING_CLEARING, OPERATOR_REVENUE, TransferCode
 from timmy.payments.model import (
     INDEX_ATTRIBUTES,

@@ -7,8 +7,8 @@ import pytest
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import Settings
-from timmy.free_tier import FreeTierService
-from timmy.ledger import Ledger
+from timmy.free_tier.service import FreeTierService
+from timmy.ledger.ledger import Ledger
 
 
 @pytest.fixture

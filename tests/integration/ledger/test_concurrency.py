@@ -10,10 +10,10 @@ import pytest
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import TIERS, Settings
-from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
 from timmy.ledger.invariants import audit_store
+from timmy.ledger.ledger import Ledger
 
 THREADS = 64
 IDENTITIES = 200

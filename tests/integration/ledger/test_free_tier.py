@@ -10,9 +10,9 @@ from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import Settings
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
-from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
+from timmy.ledger.ledger import Ledger
 from timmy.ledger.model import OPERATOR_EQUITY, POOL
 
 TRUSTED = Caller("a" * 64, "trusted")  # budget 200

@@ -11,10 +11,10 @@ import pytest
 
 from timmy.clock import FixedClock
 from timmy.errors import Conflict, InvalidInput
-from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import FreeTierService
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
 from timmy.ledger.invariants import audit_store
+from timmy.ledger.ledger import Ledger
 from timmy.ledger.model import SATS_MAX
 
 ELITE = Caller("e" * 64, "elite")
@@ -179,7 +179,7 @@ def test_a_blocked_identity_has_no_budget_left_in_the_domain(free_tier: FreeTier
 
 
 def test_a_lost_race_is_a_typed_outcome_naming_what_stopped_it(free_tier: FreeTierService, ledger: Ledger) -> None:
-    from timmy.ledger import ConditionFailed, Limit, Refused
+    from timmy.ledger.ledger import ConditionFailed, Limit, Refused
 
     free_tier.ensure_seeded()
     batch = ledger.batch()

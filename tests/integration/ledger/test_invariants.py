@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from timmy.adapters.dynamodb import DynamoStore
-from timmy.free_tier import FreeTierService
+from timmy.free_tier.service import FreeTierService
 from timmy.identity.caller import Caller
 from timmy.ledger.invariants import audit, audit_store
 from timmy.ledger.model import POOL, account_key, transfer_key

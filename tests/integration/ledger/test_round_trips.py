@@ -11,10 +11,9 @@ import pytest
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, LedgerConflict, TransactionCancelled
-from timmy.free_tier import FreeTierService
-from timmy.free_tier.service import Reservation
+from timmy.free_tier.service import FreeTierService, Reservation
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
+from timmy.ledger.ledger import Ledger
 
 ELITE = Caller("e" * 64, "elite")  # 1,000 sats a day
 TRUSTED = Caller("7" * 64, "trusted")  # 200 sats a day

@@ -15,11 +15,10 @@ from local.dynamodb import DynamoDBLocal
 from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import FixedClock
 from timmy.config import Settings
-from timmy.free_tier import FreeTierService
-from timmy.free_tier.service import Reservation
+from timmy.free_tier.service import FreeTierService, Reservation
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
 from timmy.ledger.invariants import audit_store
+from timmy.ledger.ledger import Ledger
 
 CALLERS = [Caller("1" * 64, "established"), Caller("2" * 64, "trusted"), Caller("3" * 64, "elite"), Caller("4" * 64, "new")]
 SEED_SATS = 400

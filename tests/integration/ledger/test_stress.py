@@ -22,11 +22,10 @@ from timmy.adapters.dynamodb import DynamoStore
 from timmy.clock import utc_day
 from timmy.config import Settings, Tier
 from timmy.errors import Conflict, LedgerConflict
-from timmy.free_tier import FreeTierService
-from timmy.free_tier.service import budget_day_key
+from timmy.free_tier.service import FreeTierService, budget_day_key
 from timmy.identity.caller import Caller
-from timmy.ledger import Ledger
 from timmy.ledger.invariants import AuditReport, audit_store
+from timmy.ledger.ledger import Ledger
 from timmy.ledger.model import OPERATOR_EQUITY, transfer_key
 
 THREADS = 32

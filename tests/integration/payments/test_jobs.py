@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.lnurl_server import FakeLnurlServer
 from tests.integration.payments.conftest import Lab
-from timmy.free_tier import Reservation
+from timmy.free_tier.service import Reservation
 from timmy.identity.signer import Keys
 from timmy.jobs.service import WORK_RESEND_AFTER_SECONDS
 from timmy.ledger.model import POOL, escrow_account

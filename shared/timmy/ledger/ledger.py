@@ -157,14 +157,26 @@ class Batch:
         set_: dict[str, Any] | None = None,
         remove: Sequence[str] = (),
         add: dict[str, Any] | None = None,
+        lease: str | None = None,
+        lease_until: float | None = None,
     ) -> None:
         """Move a row's `state` from one of `from_states` to `to_state` (setting `set_`, removing
         `remove`, adding `add`: a number to a counter, a set of strings to a set) in the same
-        transaction; refused as STATE `row_id` when the row is elsewhere."""
-        names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_ or {})}
-        values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate((set_ or {}).values())}
+        transaction; refused as STATE `row_id` when the row is elsewhere.
+
+        `lease` names the row's lease, an instant until which whoever took it holds the row: the
+        move is refused too (as STATE) while it is held, i.e. not yet past the batch's `now`. With
+        `lease_until` the move takes the lease until that instant. Taken in place (`to_state` one of
+        `from_states`) it is a claim: of concurrent claims one wins, and none while it is held."""
+        set_ = dict(set_ or {})
+        if lease_until is not None:
+            if lease is None or lease_until <= self.now:
+                raise ValueError("a lease is taken by name, until an instant after the batch's now")
+            set_[lease] = _decimal_seconds(lease_until)
+        names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_)}
+        values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate(set_.values())}
         values |= {f":from{i}": state for i, state in enumerate(from_states)}
-        update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_ or {})))
+        update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_)))
         if add:
             names |= {f"#a{i}": name for i, name in enumerate(add)}
             values |= {f":a{i}": value for i, value in enumerate(add.values())}
@@ -172,13 +184,18 @@ class Batch:
         if remove:
             names |= {f"#r{i}": name for i, name in enumerate(remove)}
             update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        condition = f"#state IN ({', '.join(f':from{i}' for i in range(len(from_states)))})"
+        if lease is not None:
+            names["#lease"] = lease
+            values[":lease_now"] = _decimal_seconds(self.now)
+            condition += " AND (attribute_not_exists(#lease) OR #lease <= :lease_now)"
         self._add(
             Refused(Limit.STATE, row_id),
             {
                 "Update": {
                     "Key": {"pk": key[0], "sk": key[1]},
                     "UpdateExpression": update,
-                    "ConditionExpression": f"#state IN ({', '.join(f':from{i}' for i in range(len(from_states)))})",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }

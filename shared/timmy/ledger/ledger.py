@@ -30,7 +30,7 @@ from timmy.ledger.model import (
     require_sats,
     transfer_key,
 )
-from timmy.ports.store import Store
+from timmy.ports.store import PageQuery, Store
 
 TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
 CONFLICT_RETRIES_MAX = 6
@@ -454,7 +454,7 @@ class Ledger:
         self, partition: str, limit: int, start_key: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of a partition, and the key the next page starts from."""
-        return self.store.query(partition, limit=limit, start_key=start_key)
+        return self.store.query(PageQuery(partition, limit, start_key=start_key))
 
     def read(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Several items in one round trip (consistent)."""
@@ -479,7 +479,7 @@ class Ledger:
         when given, and the key the next page starts from (None after the last page). The index may
         lag: a sweeper reads each row itself before acting on it."""
         sk_max = None if until is None else f"{iso(until)}#\uffff"
-        return self.store.query(partition, index="gsi1", sk_max=sk_max, limit=limit, start_key=start_key)
+        return self.store.query(PageQuery(partition, limit, index_name="gsi1", sk_max=sk_max, start_key=start_key))
 
     def each_listed(self, partition: str, page_size: int, pages_max: int, *, until: float | None = None) -> Iterator[dict[str, Any]]:
         """Every row `listed` under `partition` (up to `until`), page after page by key, at most

@@ -139,6 +139,10 @@ class Settings(BaseModel):
     eval_fee_sats: int = Field(default=0, ge=0)  # when set, gate-path jobs first pay this (awaiting_eval_payment)
     max_unpaid_jobs: int = Field(default=10, ge=1)  # open unpaid jobs per identity (or per address when anonymous); 429 beyond
     job_stuck_seconds: int = Field(default=1_500, gt=0)  # an executing job older than this is failed by the sweeper
+    # A job's work lease: a delivery runs the executor only once it holds it. Longer than the worker's
+    # Timeout (a live worker's never lapses), shorter than the work queue's VisibilityTimeout (the
+    # redelivery after a killed worker finds it lapsed and runs the work); both tested.
+    work_lease_seconds: int = Field(default=120, gt=0)
     session_max_sats: int = Field(default=1_000_000, ge=1)  # the largest session payment or top-up
     session_hold_ttl_seconds: int = Field(default=300, gt=0)  # a request's hold on its session: longer than any request
     session_close_wait_seconds: float = Field(default=5.0, ge=0)  # how long a close waits for in-flight requests

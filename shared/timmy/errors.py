@@ -84,3 +84,9 @@ class TransactionCancelled(Exception):
 
     def failed(self, index: int) -> bool:
         return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
+
+
+class WorkInProgress(Exception):
+    """Another delivery of a job's work message holds the job's work lease: this one ran nothing.
+    Not a caller's error: the worker lets it fail, so the queue redelivers the message later, when
+    the job is final (then it does nothing) or the holder died and its lease lapsed (it runs the work)."""

@@ -50,3 +50,15 @@ def test_a_provider_call_ends_before_the_worker_is_killed() -> None:
 
     worker_timeout_seconds = load_template()["Resources"]["WorkerFunction"]["Properties"]["Timeout"]
     assert Settings().executor_timeout_seconds <= worker_timeout_seconds - 10
+
+
+def test_a_work_lease_outlives_its_worker_and_lapses_before_the_redelivery() -> None:
+    """A live worker's lease never lapses (Lambda kills it at its Timeout first), so a twin delivery
+    never runs the work beside it; the redelivery after a killed worker (one VisibilityTimeout after
+    the receive) finds the lease lapsed and runs it."""
+    from local.template import load_template
+
+    resources = load_template()["Resources"]
+    worker_timeout_seconds = resources["WorkerFunction"]["Properties"]["Timeout"]
+    visibility_timeout_seconds = resources["WorkQueue"]["Properties"]["VisibilityTimeout"]
+    assert worker_timeout_seconds < Settings().work_lease_seconds < visibility_timeout_seconds

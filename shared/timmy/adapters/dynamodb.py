@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from timmy.errors import TransactionCancelled
+from timmy.ports.store import PageQuery
 
 BATCH_GET_MAX = 100
 TRANSACT_GET_MAX = 100  # DynamoDB's limit on one TransactGetItems
@@ -212,23 +213,15 @@ class DynamoStore:
 
     # --- reads of many items -------------------------------------------------------------
 
-    def query(
-        self,
-        pk: str,
-        *,
-        index: str | None = None,
-        sk_max: str | None = None,
-        limit: int | None = None,
-        start_key: Mapping[str, Any] | None = None,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of a partition (of the table or of `index`), and the key to continue from."""
-        pk_name, sk_name = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+    def query(self, page: PageQuery) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The items of `page`, and the key to continue from (None after the last page)."""
+        pk_name, sk_name = ("gsi1pk", "gsi1sk") if page.index_name else ("pk", "sk")
         condition = "#pk = :pk"
-        values: dict[str, Any] = {":pk": pk}
+        values: dict[str, Any] = {":pk": page.partition}
         names = {"#pk": pk_name}
-        if sk_max is not None:
+        if page.sk_max is not None:
             condition += " AND #sk <= :sk_max"
-            values[":sk_max"] = sk_max
+            values[":sk_max"] = page.sk_max
             names["#sk"] = sk_name
         request: dict[str, Any] = {
             "TableName": self.table_name,
@@ -237,12 +230,12 @@ class DynamoStore:
             "ExpressionAttributeValues": serialize_item(values),
             "ReturnConsumedCapacity": "TOTAL",
         }
-        if index:
-            request["IndexName"] = index
-        if limit:
-            request["Limit"] = limit
-        if start_key:
-            request["ExclusiveStartKey"] = serialize_item(start_key)
+        if page.index_name:
+            request["IndexName"] = page.index_name
+        if page.limit:
+            request["Limit"] = page.limit
+        if page.start_key:
+            request["ExclusiveStartKey"] = serialize_item(page.start_key)
         response = self.client.query(**request)
         self.usage.add(response, writes=False)
         items = [deserialize_item(i) for i in response.get("Items", [])]

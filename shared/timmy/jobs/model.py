@@ -34,6 +34,11 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.REJECTED: frozenset(),
     JobStatus.EXPIRED: frozenset(),
 }
+# The work's lease (a claim, not a move: the job stays where it is). A delivery of the work message
+# runs the executor only once it has taken the lease in this state; another delivery finds it held
+# until it lapses (WORK_LEASE_SECONDS, longer than the worker can live), and a final job has none.
+WORK_LEASED_IN = JobStatus.EXECUTING
+WORK_LEASE = "work_lease_until"  # the Job field (an instant) the lease is kept in
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Job(Row, kind="job", id_field="job_id"):
     failure: str | None = None
     refund_payout_id: str | None = None
     executing_at: float | None = None  # when the work could start (its message sent)
+    work_lease_until: float | None = None  # WORK_LEASE: the delivery running the work holds it until then
+    work_attempts: int = 0  # how many deliveries took the lease (ran the work at the executor)
 
     @property
     def quoted_sats(self) -> int:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from timmy.clock import iso
-from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited
+from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited, WorkInProgress
 from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
-from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, Job, JobStatus, job_key
+from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, WORK_LEASE, WORK_LEASED_IN, Job, JobStatus, job_key
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
 from timmy.ledger.model import OPERATOR_REVENUE, TransferCode, escrow_account
 from timmy.messages import JOB_EXECUTE
@@ -247,10 +247,16 @@ class Jobs(PaidWork):
     # --- the worker ------------------------------------------------------------------------
 
     def execute(self, job_id: str) -> Job | None:
-        """Run a job's work and settle it; a job that is not executing (done, or a duplicate
-        message) is left as it is. A retryable provider error raises: the queue redelivers."""
+        """Run a job's work and settle it. The work runs under the job's work lease (`_claim`), so
+        the executor is called at most once per lease however often the queue delivers the
+        message; a delivery that finds the lease held raises `WorkInProgress`. A job that is not
+        executing (done, or a late duplicate message) is left as it is. A retryable provider error
+        raises: the queue redelivers (after its VisibilityTimeout, past the lease)."""
         job = self.get(job_id)
         if job is None or job.status is not JobStatus.EXECUTING:
+            return job
+        job = self._claim(job)
+        if job.status is not JobStatus.EXECUTING:
             return job
         estimate = Estimate.from_dict(job.estimate)
         try:
@@ -261,6 +267,25 @@ class Jobs(PaidWork):
             return self.fail(job, f"{type(error).__name__}: {str(error)[:200]}")
         actual = self.work.actual_charge_sats(result, estimate)
         return self._settle(job, actual, result.text)
+
+    def _claim(self, job: Job) -> Job:
+        """Take the job's work lease for WORK_LEASE_SECONDS, one conditional write: the job is
+        still executing and no live lease is held on it. Answers the job as claimed, or the job as
+        it now is when it became final meanwhile; `WorkInProgress` while another delivery holds it."""
+        batch = self.ledger.batch()
+        until = batch.now + self.settings.work_lease_seconds
+        state = WORK_LEASED_IN.value
+        batch.transition(
+            f"job:{job.job_id}", job_key(job.job_id), [state], state, add={"work_attempts": 1}, lease=WORK_LEASE, lease_until=until
+        )
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed:
+            current = self.get(job.job_id) or job
+            if current.status is WORK_LEASED_IN:
+                raise WorkInProgress(f"job {job.job_id}: its work is leased until {iso(current.work_lease_until or 0)}") from None
+            return current
+        return replace(job, work_lease_until=until, work_attempts=job.work_attempts + 1)
 
     def _settle(self, job: Job, actual_sats: int, text: str) -> Job:
         granted = min(actual_sats, job.reserved_sats) if job.reserved_sats and job.pubkey else 0

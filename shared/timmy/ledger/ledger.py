@@ -30,7 +30,7 @@ from timmy.ledger.model import (
     require_sats,
     transfer_key,
 )
-from timmy.ports.store import Store
+from timmy.ports.store import PageQuery, Store
 
 TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
 CONFLICT_RETRIES_MAX = 6
@@ -157,14 +157,26 @@ class Batch:
         set_: dict[str, Any] | None = None,
         remove: Sequence[str] = (),
         add: dict[str, Any] | None = None,
+        lease: str | None = None,
+        lease_until: float | None = None,
     ) -> None:
         """Move a row's `state` from one of `from_states` to `to_state` (setting `set_`, removing
         `remove`, adding `add`: a number to a counter, a set of strings to a set) in the same
-        transaction; refused as STATE `row_id` when the row is elsewhere."""
-        names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_ or {})}
-        values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate((set_ or {}).values())}
+        transaction; refused as STATE `row_id` when the row is elsewhere.
+
+        `lease` names the row's lease, an instant until which whoever took it holds the row: the
+        move is refused too (as STATE) while it is held, i.e. not yet past the batch's `now`. With
+        `lease_until` the move takes the lease until that instant. Taken in place (`to_state` one of
+        `from_states`) it is a claim: of concurrent claims one wins, and none while it is held."""
+        set_ = dict(set_ or {})
+        if lease_until is not None:
+            if lease is None or lease_until <= self.now:
+                raise ValueError("a lease is taken by name, until an instant after the batch's now")
+            set_[lease] = _decimal_seconds(lease_until)
+        names = {"#state": "state"} | {f"#s{i}": name for i, name in enumerate(set_)}
+        values: dict[str, Any] = {":to": to_state} | {f":s{i}": value for i, value in enumerate(set_.values())}
         values |= {f":from{i}": state for i, state in enumerate(from_states)}
-        update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_ or {})))
+        update = "SET #state = :to" + "".join(f", #s{i} = :s{i}" for i in range(len(set_)))
         if add:
             names |= {f"#a{i}": name for i, name in enumerate(add)}
             values |= {f":a{i}": value for i, value in enumerate(add.values())}
@@ -172,13 +184,18 @@ class Batch:
         if remove:
             names |= {f"#r{i}": name for i, name in enumerate(remove)}
             update += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        condition = f"#state IN ({', '.join(f':from{i}' for i in range(len(from_states)))})"
+        if lease is not None:
+            names["#lease"] = lease
+            values[":lease_now"] = _decimal_seconds(self.now)
+            condition += " AND (attribute_not_exists(#lease) OR #lease <= :lease_now)"
         self._add(
             Refused(Limit.STATE, row_id),
             {
                 "Update": {
                     "Key": {"pk": key[0], "sk": key[1]},
                     "UpdateExpression": update,
-                    "ConditionExpression": f"#state IN ({', '.join(f':from{i}' for i in range(len(from_states)))})",
+                    "ConditionExpression": condition,
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }
@@ -437,7 +454,7 @@ class Ledger:
         self, partition: str, limit: int, start_key: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """One page of a partition, and the key the next page starts from."""
-        return self.store.query(partition, limit=limit, start_key=start_key)
+        return self.store.query(PageQuery(partition, limit, start_key=start_key))
 
     def read(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """Several items in one round trip (consistent)."""
@@ -462,7 +479,7 @@ class Ledger:
         when given, and the key the next page starts from (None after the last page). The index may
         lag: a sweeper reads each row itself before acting on it."""
         sk_max = None if until is None else f"{iso(until)}#\uffff"
-        return self.store.query(partition, index="gsi1", sk_max=sk_max, limit=limit, start_key=start_key)
+        return self.store.query(PageQuery(partition, limit, index_name="gsi1", sk_max=sk_max, start_key=start_key))
 
     def each_listed(self, partition: str, page_size: int, pages_max: int, *, until: float | None = None) -> Iterator[dict[str, Any]]:
         """Every row `listed` under `partition` (up to `until`), page after page by key, at most

@@ -66,17 +66,26 @@ def payout_hash_key(payment_hash: str) -> tuple[str, str]:
     return row_key("payout_hash", payment_hash)
 
 
-@dataclass(frozen=True)
-class InvoiceRecord(Row, kind="invoice", id_field="payment_hash"):
-    """An invoice Timmy issued for what its owner (`owner_kind:owner_id`) sells, as it was asked
-    and as it was paid (`received_sats`, from the backend's word)."""
+@dataclass(frozen=True, kw_only=True)
+class Bolt11Fields:
+    """What an invoice row and a payout row both keep of the BOLT11 invoice they are about: its
+    hash, its text, the sats it asks, and when the row was written (Timmy issued it, or claimed
+    the payment of it), stored under the same names in both kinds of row. The records are built by
+    keyword only: a dataclass puts a base's fields first, so a positional call would misplace them."""
 
     payment_hash: str
     bolt11: str
-    owner_kind: str  # "donation", "job", "session"
-    owner_id: str
     amount_sats: int
     created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvoiceRecord(Row, Bolt11Fields, kind="invoice", id_field="payment_hash"):
+    """An invoice Timmy issued for what its owner (`owner_kind:owner_id`) sells, as it was asked
+    and as it was paid (`received_sats`, from the backend's word)."""
+
+    owner_kind: str  # "donation", "job", "session"
+    owner_id: str
     expires_at: float
     status: InvoiceStatus = InvoiceStatus.PENDING
     received_sats: int = 0
@@ -92,19 +101,15 @@ class InvoiceRecord(Row, kind="invoice", id_field="payment_hash"):
         return INVOICES_OPEN_PARTITION, f"{iso(self.created_at)}#{self.payment_hash}"
 
 
-@dataclass(frozen=True)
-class PayoutRecord(Row, kind="payout", id_field="payout_id"):
+@dataclass(frozen=True, kw_only=True)
+class PayoutRecord(Row, Bolt11Fields, kind="payout", id_field="payout_id"):
     """A payment Timmy makes from what an account owes (a refund, a session's balance), claimed
     before it is sent and resolved once: a hold on `debit_account_id` while it is paying."""
 
     payout_id: str
     owner: str  # what the payout is for: "refund:job:<id>", "session:<id>", …
     debit_account_id: str  # the account the sats were owed from (a hold on it while paying)
-    bolt11: str
-    payment_hash: str
-    amount_sats: int
     fee_limit_sats: int
-    created_at: float
     status: PayoutStatus = PayoutStatus.PAYING
     fee_sats: int = 0
     failure_reason: str | None = None

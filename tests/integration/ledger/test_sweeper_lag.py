@@ -13,6 +13,7 @@ from timmy.identity.caller import Caller
 from timmy.ledger.invariants import audit_store
 from timmy.ledger.ledger import Ledger
 from timmy.ledger.model import PENDING_INDEX_PARTITION
+from timmy.ports.store import PageQuery
 
 
 class LaggingIndex:
@@ -26,17 +27,18 @@ class LaggingIndex:
         self.lose_answer_at = -1
 
     def freeze(self) -> None:
-        items, last = self._store.query(PENDING_INDEX_PARTITION, index="gsi1", limit=1_000)
+        items, last = self._store.query(PageQuery(PENDING_INDEX_PARTITION, 1_000, index_name="gsi1"))
         assert last is None
         self._frozen = items
 
-    def query(self, pk: str, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        if kwargs.get("index") != "gsi1" or self._frozen is None:
-            return self._store.query(pk, **kwargs)
-        start = (kwargs.get("start_key") or {}).get("position", 0)
-        page = self._frozen[start : start + kwargs["limit"]]
-        end = start + len(page)
-        return page, ({"position": end} if end < len(self._frozen) else None)
+    def query(self, page: PageQuery) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        if page.index_name != "gsi1" or self._frozen is None:
+            return self._store.query(page)
+        assert page.limit is not None
+        start = (page.start_key or {}).get("position", 0)
+        items = self._frozen[start : start + page.limit]
+        end = start + len(items)
+        return items, ({"position": end} if end < len(self._frozen) else None)
 
     def transact(self, actions: list[dict[str, Any]]) -> None:
         self.transactions += 1

@@ -54,17 +54,18 @@ class Sized:
         return ExecutionResult("a long answer", TokenUsage(10, min(self.output_tokens, max_output_tokens)))
 
 
-def test_the_worker_settles_a_free_or_partial_job_in_two_round_trips(lab: Lab) -> None:
+def test_the_worker_settles_a_free_or_partial_job_in_three_round_trips(lab: Lab) -> None:
     """The job row keeps the reservation as taken, so the grant settles it without reading it, in
-    the transaction that charges the rest and completes the job: read the job, then one
-    transaction — 2 DynamoDB calls, not 4; with a charge beside the grant too."""
+    the transaction that charges the rest and completes the job: read the job, take its work lease
+    (one conditional write: the executor runs once per lease), then one transaction — 3 DynamoDB
+    calls, not 5; with a charge beside the grant too."""
     usage = lab.services.store.usage  # type: ignore[attr-defined]
     pool = lab.pool_sats()
     free = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
     assert free.status == 202, free.body
     before = usage.snapshot()[0]
     assert lab.poller.poll_once(lab.work) == 1
-    assert usage.snapshot()[0] - before == 2
+    assert usage.snapshot()[0] - before == 3
     done = job(lab, free.json["job_id"])
     assert done["status"] == "complete" and done["absorbed_sats"] > 0 and done["charged_sats"] == 0
     assert lab.pool_sats() == pool - done["absorbed_sats"]
@@ -78,7 +79,7 @@ def test_the_worker_settles_a_free_or_partial_job_in_two_round_trips(lab: Lab) -
     pool = lab.pool_sats()
     before = usage.snapshot()[0]
     assert lab.poller.poll_once(lab.work) == 1
-    assert usage.snapshot()[0] - before == 2
+    assert usage.snapshot()[0] - before == 3
     done = job(lab, partial.json["job_id"])
     charged = done["charged_sats"]
     assert done["status"] == "complete" and done["absorbed_sats"] == held and charged > 0

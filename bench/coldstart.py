@@ -86,6 +86,7 @@ LAZY: dict[str, list[tuple[str, str]]] = {
         ("timmy.sessions.service", "every route: the use case, built by timmy_http.services"),
         ("timmy.identity.nip98", "a request signed with NIP-98 (timmy_http.caller)"),
     ],
+    "dev": [("urllib.request", "POST /dev/lightning/pay (the simulated node's webhook notification)")],
     "identity": [("timmy.identity.nip98", "every route but a refusal (timmy_http.caller)")],
     "admin": [
         ("timmy.ledger.invariants", "GET /api/admin/audit"),

@@ -24,7 +24,6 @@ import secrets
 import sqlite3
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +58,8 @@ def http_notify(url: str, body: bytes) -> None:
     """POST a notification, as a backend's webhook does (no retry: real backends rarely retry)."""
     if not url.startswith(("http://", "https://")):
         raise ValueError("a webhook URL is http(s)")
+    import urllib.request  # here, not at import: only a payment notifies (~5 ms of http.client and email)
+
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT_SECONDS) as answer:  # noqa: S310 - our own webhook URL
         answer.read()

@@ -86,7 +86,14 @@ class TransactionCancelled(Exception):
         return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
 
 
-class WorkInProgress(Exception):
+class RetryLater(Exception):
+    """Not a fault: what a queue message asks cannot be done now, by design, and nothing was done.
+    The queue's consumer reports the message failed (a `batchItemFailures` entry, logged at info and
+    counted as deferred, never an invocation error), so the queue delivers it again after its
+    VisibilityTimeout; each delivery counts towards its `maxReceiveCount` all the same."""
+
+
+class WorkInProgress(RetryLater):
     """Another delivery of a job's work message holds the job's work lease: this one ran nothing.
     Not a caller's error: the worker lets it fail, so the queue redelivers the message later, when
     the job is final (then it does nothing) or the holder died and its lease lapsed (it runs the work)."""

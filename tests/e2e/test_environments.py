@@ -267,9 +267,14 @@ def test_24_identities_with_6_concurrent_jobs_each_while_the_pool_runs_dry(env_s
     and the ledger audit is clean."""
     # Read by each environment when it starts (none has yet): a small pool, and the sweeper failing
     # any job still executing after 1 s (a worker killed past its short timeout here sends its
-    # message to the DLQ after the redeliveries; in AWS the sweeper fails such a job after 25 min).
+    # message to the DLQ after the redeliveries; in AWS the sweeper fails such a job after 25 min)
+    # once its work lease lapsed: the lease outlives the worker's Timeout by 1 s here (120 s for a
+    # 60 s Timeout in AWS), so the killed worker's lease has lapsed before the sweeper runs below.
+    worker_timeout_seconds = env_stack.environments.specs["WorkerFunction"].timeout_seconds
+    work_lease_seconds = worker_timeout_seconds + 1
     monkeypatch.setenv("POOL_SEED_SATS", "1000")
     monkeypatch.setenv("JOB_STUCK_SECONDS", "1")
+    monkeypatch.setenv("WORK_LEASE_SECONDS", str(work_lease_seconds))
     from timmy_http.services import reset_services
 
     identity = reset_services().identity
@@ -314,7 +319,9 @@ def test_24_identities_with_6_concurrent_jobs_each_while_the_pool_runs_dry(env_s
             time.sleep(0.5)
     finally:
         poller.stop()
-    time.sleep(1.1)  # past JOB_STUCK_SECONDS for any job still executing
+    # Past JOB_STUCK_SECONDS for any job still executing, and past the lease its last worker took
+    # (the pollers have stopped: no delivery claims a job from here on).
+    time.sleep(1.1 if "executing" not in statuses.values() else work_lease_seconds + 0.1)
     from local.run import scheduled_event
 
     report = env_stack.environments.invoke("SweeperFunction", scheduled_event())  # the scheduled sweeper, in its environment

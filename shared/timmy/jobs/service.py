@@ -52,6 +52,15 @@ UNPAID = (JobStatus.AWAITING_EVAL_PAYMENT, JobStatus.AWAITING_PAYMENT, JobStatus
 WORK_RESEND_AFTER_SECONDS = 30
 
 
+@dataclass(frozen=True)
+class JobSweep:
+    """What one sweep of stuck jobs did: `failed` (refundable now), `leased` (a worker holds, or
+    took meanwhile, the work: left to it, or to a later run once its lease lapsed)."""
+
+    failed: int = 0
+    leased: int = 0
+
+
 @dataclass(eq=False)
 class Jobs(PaidWork):
     kind: ClassVar[str] = "job"
@@ -335,13 +344,19 @@ class Jobs(PaidWork):
 
     def fail(self, job: Job, reason: str) -> Job:
         """Work that did not produce a chargeable answer: nothing charged, every hold released,
-        everything paid refundable."""
+        everything paid refundable. Answers the job as it now is (a twin may have settled it)."""
+        return self._fail(job, reason) or self.get(job.job_id) or job
+
+    def _fail(self, job: Job, reason: str, *, unless_leased: bool = False) -> Job | None:
+        """`fail`, or None when the move was refused: the job is no longer executing, or (with
+        `unless_leased`, the sweeper's) a delivery holds its work lease, in the same conditional
+        write, so a worker that claimed the job after it was read keeps it."""
         batch = self.ledger.batch()
-        self._move(batch, job, JobStatus.FAILED, failure=reason)
+        self._move(batch, job, JobStatus.FAILED, lease=WORK_LEASE if unless_leased else None, failure=reason)
         try:
             self.ledger.commit(batch)
         except ConditionFailed:
-            return self.get(job.job_id) or job
+            return None
         if job.reserved_sats and job.pubkey:
             self._release(job)
         done = replace(job, status=JobStatus.FAILED, failure=reason)
@@ -352,7 +367,8 @@ class Jobs(PaidWork):
         assert job.pubkey is not None
         self.work.release(job.pubkey, job.job_id)
 
-    def _move(self, batch: Batch, job: Job, to: JobStatus, **changes: Any) -> None:
+    def _move(self, batch: Batch, job: Job, to: JobStatus, *, lease: str | None = None, **changes: Any) -> None:
+        """Move `job` to `to` in `batch` (setting `changes`); with `lease`, refused while it is held."""
         set_ = {name: value for name, value in changes.items() if value is not None}
         remove: tuple[str, ...] = () if to is JobStatus.EXECUTING else INDEX_ATTRIBUTES
         if to is JobStatus.EXECUTING:  # listed for the sweeper from the moment the work may start
@@ -361,20 +377,32 @@ class Jobs(PaidWork):
                 "gsi1sk": f"{iso(batch.now)}#{job.job_id}",
                 "executing_at": decimal_seconds(batch.now),
             }
-        batch.transition(f"job:{job.job_id}", job_key(job.job_id), sources_of(JOB_TRANSITIONS, to), to.value, set_=set_, remove=remove)
+        batch.transition(
+            f"job:{job.job_id}", job_key(job.job_id), sources_of(JOB_TRANSITIONS, to), to.value, set_=set_, remove=remove, lease=lease
+        )
 
-    def sweep(self, limit: int = 100) -> int:
+    def sweep(self, limit: int = 100) -> JobSweep:
         """Fail the jobs whose work never finished (its messages dead-lettered, the worker killed
-        every time): nothing charged, holds released, what was paid refundable. Answers how many."""
-        cutoff = self.clock.now() - self.settings.job_stuck_seconds
-        items, _ = self.ledger.listed(JOBS_RUNNING_PARTITION, limit, until=cutoff)
-        failed = 0
+        every time): nothing charged, holds released, what was paid refundable. A job whose work
+        lease is live is left alone: a worker is running it (the lease outlives any worker), and
+        may yet pay the provider and charge for it; it is failed by a later run once the lease
+        lapsed. The fail is conditional on the lease too, so a worker claiming the job between
+        this read and this write wins, and the sweep leaves it."""
+        now = self.clock.now()
+        items, _ = self.ledger.listed(JOBS_RUNNING_PARTITION, limit, until=now - self.settings.job_stuck_seconds)
+        failed = leased = 0
         for item in items:
             job = self.get(item["job_id"])  # the index may lag: read the row itself
-            if job is not None and job.status is JobStatus.EXECUTING:
-                self.fail(job, "the work did not finish in time")
+            if job is None or job.status is not JobStatus.EXECUTING:
+                continue
+            if job.work_lease_until is not None and job.work_lease_until > now:
+                leased += 1
+                continue
+            if self._fail(job, "the work did not finish in time", unless_leased=True) is not None:
                 failed += 1
-        return failed
+            else:
+                leased += 1  # a worker claimed it meanwhile (or finished it)
+        return JobSweep(failed=failed, leased=leased)
 
     # --- refunds ---------------------------------------------------------------------------
 

@@ -253,9 +253,9 @@ def test_a_job_whose_work_never_finishes_is_failed_by_the_sweeper_and_refundable
     lab.node.settle(created.json["invoice"]["payment_hash"])
     lab.services.invoices.settle(created.json["invoice"]["payment_hash"])  # booked; the work message is never run
     assert job(lab, created.json["job_id"])["status"] == "executing"
-    assert lab.services.jobs.sweep() == 0  # not stuck yet
+    assert lab.services.jobs.sweep().failed == 0  # not stuck yet
     lab.clock.advance(lab.services.settings.job_stuck_seconds + 1)
-    assert lab.services.jobs.sweep() == 1
+    assert lab.services.jobs.sweep().failed == 1
     done = job(lab, created.json["job_id"])
     assert done["status"] == "failed" and done["charged_sats"] == 0
     assert done["refundable_sats"] == created.json["invoice"]["amount_sats"]

@@ -14,7 +14,8 @@ bench/prompts.jsonl when the output reaches its cap (goal ≤ 1.25×).
 The first measure of POST → complete (1.6 s) was this script's own wait: it drained the work queue
 until a receive came back empty, and an empty receive is a whole 1 s long poll. A job is complete
 long before; the stack's own poller hands a message over as soon as moto's long poll wakes on it.
-Run: `make bench` or `.venv/bin/python bench/money.py`.
+Run: `make bench` or `.venv/bin/python bench/money.py` (`--in-process`: part 2 only, without
+starting `make run`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def through_make_run() -> None:
 
 
 def main() -> None:
-    through_make_run()
+    if "--in-process" not in sys.argv[1:]:
+        through_make_run()
     dynamodb = DynamoDBLocal().start()
     sqs = LocalSQS(visibility_timeout_seconds=1, name_prefix=f"bench{uuid.uuid4().hex[:6]}-").start()
     try:

@@ -298,17 +298,20 @@ class FreeTierService:
             return decide_from(checked, estimated_sats, 0, 0, 0)
         return self.outlook(checked, estimated_sats)[0]
 
-    def decide_and_reserve(self, caller: Caller | None, estimated_sats: int, request_hash: str) -> tuple[Decision, Reservation | None]:
+    def decide_and_reserve(
+        self, caller: Caller | None, estimated_sats: int, request_hash: str, *, unread: bool = True
+    ) -> tuple[Decision, Reservation | None]:
         """Decide, and when the answer is free reserve pool and budget atomically at once.
 
         A lost race (a condition failed) decides again on fresh data, at most
         RESERVE_ATTEMPTS_MAX times; the answer may drop to partial or gate, never overdraw.
         A retry of a request whose hold is still pending gets that hold back (see `_replayed_hold`),
         and so does a concurrent twin that lost to it: the answer is always what is held.
+        `unread=False` skips the first, unread attempt (the caller's own transaction just made it).
         """
         caller = _caller(caller)
         require_sats(estimated_sats, "an estimate to reserve", minimum=1)
-        if (optimistic := self._reserve_optimistically(caller, request_hash, estimated_sats)) is not None:
+        if unread and (optimistic := self._reserve_optimistically(caller, request_hash, estimated_sats)) is not None:
             held_now, replayed_now = optimistic
             if replayed_now:
                 return self._held_decision(held_now, estimated_sats)
@@ -408,18 +411,28 @@ class FreeTierService:
     def _try_reserve(self, caller: Caller, request_hash: str, amount_sats: int, asked_sats: int) -> tuple[Reservation | None, bool]:
         """One attempt at the atomic hold: (the hold, whether a twin of this request made it);
         (None, False) when a limit moved under us (decide again)."""
-        now = self.clock.now()
-        day = utc_day(now)
-        budget = self.settings.daily_budget_sats(caller.tier)
-        transfer_id = subsidy_transfer_id(caller.pubkey, request_hash)
         batch = self.ledger.batch()
+        reservation = self._add_hold(batch, caller, request_hash, amount_sats)
+        try:
+            self.ledger.commit(batch)
+        except ConditionFailed as failed:
+            if failed.lost(Limit.TRANSFER_EXISTS, reservation.transfer_id):  # a concurrent twin of this request won
+                return self._replayed_hold(self.ledger.require_transfer(reservation.transfer_id), asked_sats), True
+            return None, False
+        return reservation, False
+
+    def _add_hold(self, batch: Batch, caller: Caller, request_hash: str, amount_sats: int) -> Reservation:
+        """Add the subsidy hold and its budget share to `batch`, under the two limits (the pool's
+        available balance, the day's budget); answers the reservation it makes once committed."""
+        day = utc_day(batch.now)
+        budget = self.settings.daily_budget_sats(caller.tier)
         transfer = batch.reserve(
-            transfer_id,
+            subsidy_transfer_id(caller.pubkey, request_hash),
             POOL,
             OPERATOR_REVENUE,
             amount_sats,
             TransferCode.SUBSIDY,
-            expires_at=now + self.settings.reservation_ttl_seconds,
+            expires_at=batch.now + self.settings.reservation_ttl_seconds,
             pubkey=caller.pubkey,
             request_hash=request_hash,
             tier=caller.tier,
@@ -427,13 +440,38 @@ class FreeTierService:
             budget_sats=budget,
         )
         _move_budget(batch, caller.pubkey, day, reserved=amount_sats, absorbed=0, budget_sats=budget)
-        try:
-            self.ledger.commit(batch)
-        except ConditionFailed as failed:
-            if failed.lost(Limit.TRANSFER_EXISTS, transfer_id):  # a concurrent twin of this request won
-                return self._replayed_hold(self.ledger.require_transfer(transfer_id), asked_sats), True
-            return None, False
-        return Reservation.from_transfer(transfer), False
+        return Reservation.from_transfer(transfer)
+
+    def add_free_reservation(
+        self, batch: Batch, caller: Caller | None, estimated_sats: int, request_hash: str
+    ) -> tuple[Decision, Reservation] | None:
+        """`decide_and_reserve`'s happy path inside the caller's own transaction (a session request's
+        active check): the hold of all of `estimated_sats` added to `batch`, unread. Its conditions
+        are the free decision (pool available, today's budget), checked when `batch` commits, so
+        nothing is decided on a stale read. Answers the free decision and the reservation `batch`
+        makes once committed, or None when it cannot be tried unread (`_reserve_optimistically`'s
+        rule): then `decide_and_reserve`. When the commit is refused for the hold
+        (`refused_reservation`) nothing was written: `decide_and_reserve(..., unread=False)`
+        decides on what it reads (partial or gate, or a twin's hold), as after any lost race."""
+        checked = _caller(caller)
+        require_sats(estimated_sats, "an estimate to reserve", minimum=1)
+        if not self._seeded or not subsidisable(checked):
+            return None
+        budget = self.settings.daily_budget_sats(checked.tier)
+        if not 0 < estimated_sats <= budget:
+            return None
+        reservation = self._add_hold(batch, checked, request_hash, estimated_sats)
+        return decide_from(checked, estimated_sats, budget, 0, estimated_sats), reservation
+
+    @staticmethod
+    def refused_reservation(failed: ConditionFailed, reservation: Reservation) -> bool:
+        """Whether a refused commit was refused (also) for the hold `add_free_reservation` added: the
+        pool, today's budget, or the request's hold already there."""
+        return (
+            failed.lost(Limit.TRANSFER_EXISTS, reservation.transfer_id)
+            or failed.lost(Limit.OVERDRAFT, POOL)
+            or failed.lost(Limit.BOUND, f"{reservation.pubkey}:{reservation.day}")
+        )
 
     # --- settling holds ------------------------------------------------------------------
 

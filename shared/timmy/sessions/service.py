@@ -1,12 +1,14 @@
 """The session use case: a prepaid balance (`session:<id>`, never overdrawn) that synchronous
 requests are held on, topped up by invoices and paid out once on close.
 
-A request: evaluate → decide (the bound identity's tier) → **free**: pool and budget reserved
-(`decide_and_reserve`); **partial** or **gate**: the whole estimate held on the balance, in a
-transaction that also requires the session to be `active` (no hold after a close began) — `402`
-when the balance cannot hold it → the work → reconcile: the grant for what the pool absorbs
-(partial: `reserve_partial_grant` for `min(actual, absorb_sats)`, after the work), the rest charged
-from the hold, the remainder released, the pool credited its share, the paid history appended.
+A request: evaluate → decide (the bound identity's tier) → **free**: pool and budget reserved in
+the transaction that requires the session to be `active` (`add_free_reservation`: its conditions
+are the decision; refused, it decides again on a read, `decide_and_reserve`); **partial** or
+**gate**: the whole estimate held on the balance, in a transaction that also requires the session
+to be `active` (no hold after a close began) — `402` when the balance cannot hold it → the work →
+reconcile, one transaction: the grant for what the pool absorbs (partial: `reserve_partial_grant`
+for `min(actual, absorb_sats)`, after the work), the rest charged from the hold, the remainder
+released, the pool credited its share, the paid history appended, the totals.
 Work that fails or comes back empty releases everything. Holds expire
 (`SESSION_HOLD_TTL_SECONDS`, longer than any request), so the sweeper frees those of a request
 whose process died, and a close is never blocked for ever by one. A close waits only for the holds
@@ -29,9 +31,11 @@ from typing import Any, ClassVar
 
 from timmy.clock import iso
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
+from timmy.free_tier.decision import Decision
+from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
 from timmy.ledger.ledger import Batch, ConditionFailed, Limit, decimal_seconds
-from timmy.ledger.model import OPERATOR_REVENUE, Account, TransferCode, account_key, session_account
+from timmy.ledger.model import OPERATOR_REVENUE, Account, Transfer, TransferCode, account_key, session_account
 from timmy.ledger.rows import Row
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import check_amount, new_owner_id
@@ -223,29 +227,74 @@ class Sessions(PaidWork):
     # --- a request -------------------------------------------------------------------------------
 
     def request(self, session: Session, request: object, model: str | None, max_output_tokens: object) -> RequestOutcome:
+        """Run one request on the session: start it (`_start`), the work, then reconcile in one
+        transaction — the grant for what the pool absorbs, the rest charged from the hold, the
+        totals (`_reconcile`). Work that fails or comes back empty releases everything."""
         if session.status != "active":
             raise Conflict(f"the session is {session.status}; requests need an active session", code="session_not_active")
         evaluation = self.work.evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
         caller = self._caller_of(session.pubkey) if session.pubkey else None
         request_id = new_owner_id()
-        decision, reservation = (
-            self.free_tier.decide_and_reserve(caller, estimate.sats, request_id)
-            if caller
-            else (self.free_tier.decide(None, estimate.sats), None)
-        )
-        free = reservation is not None and reservation.amount_sats >= estimate.sats
         hold_id = f"session-hold:{session.session_id}:{request_id}"
+        decision, reservation, hold = self._start(session, caller, estimate.sats, request_id, hold_id)
+        free = hold is None
+        try:
+            result = self.work.run(evaluation.request, estimate)
+        except ExecutorError as error:
+            self._abandon(session, request_id, hold, free)
+            raise Unavailable(f"the work failed and nothing was charged: {type(error).__name__}", code="work_failed") from None
+        except BaseException:
+            self._abandon(session, request_id, hold, free)
+            raise
+        actual = self.work.actual_charge_sats(result, estimate)
+        grant: Reservation | None = None
+        if free and reservation is not None and 0 < actual <= reservation.amount_sats:
+            grant = reservation  # settled in the reconciling transaction, unread
+        elif free and caller is not None and reservation is not None:  # nothing to absorb: the hold goes back
+            self.free_tier.record_grant(
+                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id, reservation=reservation
+            )
+        elif decision.serve == "partial" and caller is not None and actual > 0:
+            grant = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
+        charge, absorbed = self._reconcile(session, caller, actual, hold, hold_id, grant)
+        balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats
+        free_tier = {"serve": decision.serve, "absorb_sats": decision.absorb_sats, "charge_sats": decision.charge_sats}
+        return RequestOutcome(result.text, charge, absorbed, free_tier, balance)
+
+    def _start(
+        self, session: Session, caller: Caller | None, estimate_sats: int, request_id: str, hold_id: str
+    ) -> tuple[Decision, Reservation | None, Transfer | None]:
+        """Decide, and commit the request's start: the session still `active` (its last use seen)
+        and either the free tier's reservation of all of the estimate (free) or the estimate held
+        on the balance (partial, gate). Free on the happy path is ONE transaction: the reservation
+        is added, unread, to the active check's own (its conditions are the decision); when the
+        pool or the budget refuses it, decide on what is read (`decide_and_reserve`), as before.
+        Answers the decision, the free tier's reservation (free), the balance's hold (not free)."""
+        if caller is not None:
+            batch = self._seen(session)
+            if (unread := self.free_tier.add_free_reservation(batch, caller, estimate_sats, request_id)) is not None:
+                try:
+                    self.ledger.commit(batch)
+                    return *unread, None
+                except ConditionFailed as failed:
+                    if failed.ids(Limit.STATE):
+                        raise Conflict("the session is closing or closed; requests are refused", code="session_not_active") from None
+                    if not self.free_tier.refused_reservation(failed, unread[1]):
+                        raise
+            decided = self.free_tier.decide_and_reserve(caller, estimate_sats, request_id, unread=unread is None)
+        else:
+            decided = self.free_tier.decide(None, estimate_sats), None
+        decision, reservation = decided
+        free = reservation is not None and reservation.amount_sats >= estimate_sats
+        batch = self._seen(session)
         hold = None
-        batch = self.ledger.batch()
-        seen = {"last_used_at": decimal_seconds(batch.now), **self._idle_entry(session, batch.now)}
-        batch.transition(f"session:{session.session_id}", session_key(session.session_id), ["active"], "active", set_=seen)
         if not free:
             hold = batch.reserve(
                 hold_id,
                 session_account(session.session_id),
                 OPERATOR_REVENUE,
-                estimate.sats,
+                estimate_sats,
                 TransferCode.CHARGE,
                 batch.now + self.settings.session_hold_ttl_seconds,
                 session_id=session.session_id,
@@ -259,47 +308,64 @@ class Sessions(PaidWork):
                 raise Conflict("the session is closing or closed; requests are refused", code="session_not_active") from None
             available = self.ledger.account(session_account(session.session_id)).computed_available_sats
             raise PaymentRequired(
-                f"the balance cannot hold this request's estimate of {estimate.sats} sats; top up at least {estimate.sats - available}",
+                f"the balance cannot hold this request's estimate of {estimate_sats} sats; top up at least {estimate_sats - available}",
                 code="insufficient_balance",
                 details={
-                    "estimated_sats": estimate.sats,
+                    "estimated_sats": estimate_sats,
                     "available_sats": available,
-                    "shortfall_sats": estimate.sats - available,
+                    "shortfall_sats": estimate_sats - available,
                     "topup": f"POST /api/sessions/{session.session_id}/topup",
                 },
             ) from None
         if reservation is not None and not free:
             self._release(session, request_id)  # a smaller twin hold cannot happen for a fresh id; never keep it
-        try:
-            result = self.work.run(evaluation.request, estimate)
-        except ExecutorError as error:
-            self._abandon(session, request_id, hold, free)
-            raise Unavailable(f"the work failed and nothing was charged: {type(error).__name__}", code="work_failed") from None
-        except BaseException:
-            self._abandon(session, request_id, hold, free)
-            raise
-        actual = self.work.actual_charge_sats(result, estimate)
-        absorbed = 0
-        if free and caller is not None and reservation is not None:
-            absorbed = self.free_tier.record_grant(  # settled from the reservation held: no read first
-                caller.pubkey, request_id, actual, reservation.amount_sats, paid_for=hold_id, reservation=reservation
+            reservation = None
+        return decision, reservation, hold
+
+    def _seen(self, session: Session) -> Batch:
+        """A batch that requires the session `active` and records its use (the idle index too)."""
+        batch = self.ledger.batch()
+        seen = {"last_used_at": decimal_seconds(batch.now), **self._idle_entry(session, batch.now)}
+        batch.transition(f"session:{session.session_id}", session_key(session.session_id), ["active"], "active", set_=seen)
+        return batch
+
+    def _reconcile(
+        self, session: Session, caller: Caller | None, actual: int, hold: Transfer | None, hold_id: str, grant: Reservation | None
+    ) -> tuple[int, int]:
+        """One transaction: the grant of `grant` for what it holds (at most `actual`, settled unread),
+        the rest of `actual` charged from the balance's hold (the remainder released, the pool's
+        share and the paid history booked), the totals. When the grant's hold is refused (settled
+        or swept meanwhile) the grant is settled step by step (`record_grant` reads and answers,
+        as before) and the charge committed after it. Answers (charged, absorbed) sats."""
+        pubkey = caller.pubkey if caller else None
+        if grant is not None:
+            assert pubkey is not None
+            absorbed = min(actual, grant.amount_sats)
+            batch = self._charge(session, actual - absorbed, absorbed, hold, hold_id, pubkey)
+            self.free_tier.add_grant(batch, grant, absorbed, paid_for=hold_id)
+            try:
+                self.ledger.commit(batch)
+                return actual - absorbed, absorbed
+            except ConditionFailed as failed:
+                if not failed.lost(Limit.HOLD_RESOLVED, grant.transfer_id):
+                    raise
+            absorbed = self.free_tier.record_grant(
+                pubkey, grant.request_hash, absorbed, grant.amount_sats, paid_for=hold_id, reservation=grant
             ).absorbed_sats
-        elif decision.serve == "partial" and caller is not None and actual > 0:
-            partial = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
-            if partial is not None:
-                absorbed = self.free_tier.record_grant(
-                    caller.pubkey, request_id, partial.amount_sats, partial.amount_sats, paid_for=hold_id, reservation=partial
-                ).absorbed_sats
+        else:
+            absorbed = 0
         charge = max(actual - absorbed, 0)
+        self.ledger.commit(self._charge(session, charge, absorbed, hold, hold_id, pubkey))
+        return charge, absorbed
+
+    def _charge(self, session: Session, charge: int, absorbed: int, hold: Transfer | None, hold_id: str, pubkey: str | None) -> Batch:
+        """A batch that posts `charge` of the balance's hold (if any), books it, and counts the totals."""
         batch = self.ledger.batch()
         if hold is not None:
             batch.post(hold, charge)
-            book_paid_work(batch, self.free_tier, hold_id, charge, caller.pubkey if caller else None)
+            book_paid_work(batch, self.free_tier, hold_id, charge, pubkey)
         batch.count(totals_key(session.session_id), {"type": "session_totals"}, charged_sats=charge, absorbed_sats=absorbed, requests=1)
-        self.ledger.commit(batch)
-        balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats
-        free_tier = {"serve": decision.serve, "absorb_sats": decision.absorb_sats, "charge_sats": decision.charge_sats}
-        return RequestOutcome(result.text, charge, absorbed, free_tier, balance)
+        return batch
 
     def _abandon(self, session: Session, request_id: str, hold: Any, free: bool) -> None:
         """Work that produced nothing chargeable: the hold and any reservation go back in full."""

@@ -73,7 +73,8 @@ class LedgerConflict(Unavailable, code="ledger_busy"):
 
 
 class TransactionCancelled(Exception):
-    """A store transaction was cancelled; `reasons` has one entry per action (None where fine).
+    """A store transaction (or a single-item write, as a transaction of one action) was cancelled;
+    `reasons` has one entry per action (None where fine), in `CancellationReasons`' codes.
 
     Internal: the ledger turns it into one of the typed errors above.
     """

@@ -1,6 +1,7 @@
 """One Logger, Metrics and Tracer per process, shared by every handler (Powertools).
 
-The Tracer is Powertools' own whenever X-Ray SDK tracing is on. Building it imports the X-Ray SDK,
+A request that adds no metric publishes none, silently (Powertools would warn on every such
+invocation). The Tracer is Powertools' own whenever X-Ray SDK tracing is on. Building it imports the X-Ray SDK,
 which costs about 200 ms of every cold start (measured in bench/estimate.py), even with tracing
 disabled; so where POWERTOOLS_TRACE_DISABLED is true (the template's default, flipped by its
 `XRaySdkTracing` parameter, and the local stack) the handlers get a pass-through with the same
@@ -10,6 +11,7 @@ decorators instead. Lambda's own active tracing still records every invocation.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,9 @@ from aws_lambda_powertools import Logger, Metrics
 
 logger = Logger(service="timmy")
 metrics = Metrics(namespace="Timmy", service="timmy")
+# Most requests publish no metric of their own (a read, a refusal): Powertools then warns on every
+# invocation, a line in each log stream that says nothing. Silenced as its docs show.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
 
 
 class TracingOff:

@@ -1,6 +1,7 @@
 """The job use case: eval → decide → pay or go free → work → reconcile → refund.
 
-- **free**: pool and budget are reserved at decision time (`decide_and_reserve`), the work is queued.
+- **free**: pool and budget are reserved at decision time, in the transaction that writes the job
+  (`add_free_reservation`; refused, `decide_and_reserve` decides on a read), the work is queued.
 - **partial**: an invoice for the decision's charge; nothing is debited. Once paid, the grant is
   reserved (`reserve_partial_grant`); when the pool can no longer cover it, a second invoice asks
   for the shortfall (`awaiting_topup`).

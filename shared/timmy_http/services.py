@@ -217,7 +217,7 @@ class Services:
     def sessions(self) -> Sessions:
         from timmy.sessions.service import Sessions
 
-        return Sessions(*self._paid_work(), self.identity.caller)
+        return Sessions(*self._paid_work(), self.identity.caller_with)
 
 
 _services: Services | None = None

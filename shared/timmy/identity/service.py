@@ -4,7 +4,7 @@ in; the token secret through a function (Secrets Manager in AWS, cached by the H
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -106,8 +106,16 @@ class IdentityService:
 
     def caller(self, pubkey: str) -> Caller:
         """The authenticated caller `pubkey` with its effective tier and block flag."""
-        profile = self.profile(pubkey)
-        return Caller(pubkey=pubkey, tier=profile.tier(self.settings, self.clock.now()), blocked=profile.blocked)
+        return self._caller(self.profile(pubkey))
+
+    def caller_with(self, pubkey: str, keys: Sequence[tuple[str, str]]) -> tuple[Caller, dict[tuple[str, str], dict[str, Any]]]:
+        """`caller(pubkey)` and the items `keys` (those that exist), read in one round trip."""
+        profile = _key(profile_key(pubkey))
+        items = self.store.batch_get([profile, *keys])
+        return self._caller(Profile.from_item(pubkey, items.pop(profile, None))), items
+
+    def _caller(self, profile: Profile) -> Caller:
+        return Caller(pubkey=profile.pubkey, tier=profile.tier(self.settings, self.clock.now()), blocked=profile.blocked)
 
     def record_paid_action(self, pubkey: str, sats: int) -> dict[str, Any]:
         """The transaction action that books one settled paid request (see `tiers.record_paid_action`)."""

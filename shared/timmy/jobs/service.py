@@ -1,6 +1,7 @@
 """The job use case: eval → decide → pay or go free → work → reconcile → refund.
 
-- **free**: pool and budget are reserved at decision time (`decide_and_reserve`), the work is queued.
+- **free**: pool and budget are reserved at decision time, in the transaction that writes the job
+  (`add_free_reservation`; refused, `decide_and_reserve` decides on a read), the work is queued.
 - **partial**: an invoice for the decision's charge; nothing is debited. Once paid, the grant is
   reserved (`reserve_partial_grant`); when the pool can no longer cover it, a second invoice asks
   for the shortfall (`awaiting_topup`).
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 
 from timmy.clock import iso
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, NotFound, RateLimited, WorkInProgress
+from timmy.free_tier.decision import Decision
 from timmy.free_tier.service import Reservation
 from timmy.identity.caller import Caller
 from timmy.jobs.model import FINAL, JOB_TRANSITIONS, JOBS_RUNNING_PARTITION, WORK_LEASE, WORK_LEASED_IN, Job, JobStatus, job_key
@@ -34,6 +36,7 @@ from timmy.metering import Estimate
 from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, sources_of
+from timmy.ports.evaluator import Evaluation
 from timmy.ports.executor import ExecutorError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.ports.queue import Queue
@@ -106,37 +109,31 @@ class Jobs(PaidWork):
         job_id = new_owner_id()
         if caller is None and not source:
             raise InvalidInput("an anonymous job needs the caller's address", code="invalid_input")
+        unread = None
         if caller is not None and caller.pubkey:
-            decision, reservation = self.free_tier.decide_and_reserve(caller, estimate.sats, job_id)
+            # Free on the happy path is ONE transaction: the reservation, unread (its conditions are
+            # the decision), and the executing job that keeps it. Refused by the pool or the
+            # budget, nothing was written: decide on what is read, as after any lost race.
+            batch = self.ledger.batch()
+            if (unread := self.free_tier.add_free_reservation(batch, caller, estimate.sats, job_id)) is not None:
+                job = self._executing(self._job(job_id, caller, unread[0], evaluation, refund_address, base_url, source), unread[1])
+                batch.put_once(f"job:{job_id}", job.item())
+                try:
+                    self.ledger.commit(batch)
+                except ConditionFailed as failed:
+                    if not self.free_tier.refused_reservation(failed, unread[1]):
+                        raise
+                else:
+                    self.work_queue.send({"type": JOB_EXECUTE, "job_id": job_id})
+                    return job, None
+            decided = self.free_tier.decide_and_reserve(caller, estimate.sats, job_id, unread=unread is None)
         else:
-            decision, reservation = self.free_tier.decide(None, estimate.sats), None
-        base = Job(
-            job_id=job_id,
-            status=JobStatus.AWAITING_PAYMENT,
-            pubkey=caller.pubkey if caller else None,
-            tier=decision.tier,
-            request=evaluation.request,
-            model=estimate.model,
-            max_output_tokens=estimate.output_tokens,
-            estimate=dict(estimate.as_dict()),
-            serve=decision.serve,
-            absorb_sats=decision.absorb_sats,
-            invoice_sats=0,
-            created_at=self.clock.now(),
-            refund_address=refund_address.lower() if refund_address else None,
-            base_url=base_url,
-            payer=caller.pubkey if caller else f"ip:{source}",
-        )
+            decided = self.free_tier.decide(None, estimate.sats), None
+        decision, reservation = decided
+        base = self._job(job_id, caller, decision, evaluation, refund_address, base_url, source)
         batch = self.ledger.batch()
         if reservation is not None and reservation.amount_sats >= estimate.sats:
-            job = replace(
-                base,
-                status=JobStatus.EXECUTING,
-                reserved_sats=reservation.amount_sats,
-                reservation=reservation.as_item(),
-                serve="free",
-                executing_at=base.created_at,
-            )
+            job = self._executing(base, reservation)
             batch.put_once(f"job:{job_id}", job.item())
             self.ledger.commit(batch)
             self.work_queue.send({"type": JOB_EXECUTE, "job_id": job_id})
@@ -164,6 +161,48 @@ class Jobs(PaidWork):
                 ) from None
             raise
         return job, invoice
+
+    def _job(
+        self,
+        job_id: str,
+        caller: Caller | None,
+        decision: Decision,
+        evaluation: Evaluation,
+        refund_address: str | None,
+        base_url: str,
+        source: str,
+    ) -> Job:
+        """A new job as `decision` leaves it, awaiting payment until its flow says otherwise."""
+        estimate = evaluation.estimate
+        return Job(
+            job_id=job_id,
+            status=JobStatus.AWAITING_PAYMENT,
+            pubkey=caller.pubkey if caller else None,
+            tier=decision.tier,
+            request=evaluation.request,
+            model=estimate.model,
+            max_output_tokens=estimate.output_tokens,
+            estimate=dict(estimate.as_dict()),
+            serve=decision.serve,
+            absorb_sats=decision.absorb_sats,
+            invoice_sats=0,
+            created_at=self.clock.now(),
+            refund_address=refund_address.lower() if refund_address else None,
+            base_url=base_url,
+            payer=caller.pubkey if caller else f"ip:{source}",
+        )
+
+    @staticmethod
+    def _executing(job: Job, reservation: Reservation) -> Job:
+        """A free job: executing at once, keeping the reservation it settles unread."""
+        return replace(
+            job,
+            status=JobStatus.EXECUTING,
+            reserved_sats=reservation.amount_sats,
+            reservation=reservation.as_item(),
+            serve="free",
+            executing_at=job.created_at,
+        )
 
     # --- the invoice owner (settlement's dispatch) -----------------------------------------
 

@@ -25,7 +25,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -114,7 +114,8 @@ def _hash_token(token: str) -> str:
 class Sessions(PaidWork):
     kind: ClassVar[str] = "session"
 
-    _caller_of: Callable[[str], Caller]
+    # The caller a pubkey stands for, and other items read in the same round trip.
+    _caller_with: Callable[[str, Sequence[tuple[str, str]]], tuple[Caller, dict[tuple[str, str], dict[str, Any]]]]
     _sleep: Callable[[float], None] = time.sleep
 
     # --- reads and the token ---------------------------------------------------------------
@@ -234,7 +235,8 @@ class Sessions(PaidWork):
             raise Conflict(f"the session is {session.status}; requests need an active session", code="session_not_active")
         evaluation = self.work.evaluate(request, model, max_output_tokens)
         estimate = evaluation.estimate
-        caller = self._caller_of(session.pubkey) if session.pubkey else None
+        balance_key = account_key(session_account(session.session_id))
+        caller, read = self._caller_with(session.pubkey, [balance_key]) if session.pubkey else (None, {})
         request_id = new_owner_id()
         hold_id = f"session-hold:{session.session_id}:{request_id}"
         decision, reservation, hold = self._start(session, caller, estimate.sats, request_id, hold_id)
@@ -258,7 +260,12 @@ class Sessions(PaidWork):
         elif decision.serve == "partial" and caller is not None and actual > 0:
             grant = self.free_tier.reserve_partial_grant(caller, request_id, min(actual, decision.absorb_sats))
         charge, absorbed = self._reconcile(session, caller, actual, hold, hold_id, grant)
-        balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats
+        if hold is None and caller is not None:
+            # Free: the request moved nothing posted on the balance, so the balance read with the
+            # identity, at its start, is one the session had while it ran (no read after the work).
+            balance = Account.from_item(read.get(balance_key), session_account(session.session_id)).posted_balance_sats
+        else:
+            balance = self.ledger.account(session_account(session.session_id)).posted_balance_sats
         free_tier = {"serve": decision.serve, "absorb_sats": decision.absorb_sats, "charge_sats": decision.charge_sats}
         return RequestOutcome(result.text, charge, absorbed, free_tier, balance)
 

@@ -13,7 +13,7 @@ from timmy.clock import FixedClock
 from timmy.errors import AlreadyApplied, Conflict, InvalidInput, LedgerConflict, TransactionCancelled
 from timmy.free_tier.service import FreeTierService, Reservation
 from timmy.identity.caller import Caller
-from timmy.ledger.ledger import Ledger
+from timmy.ledger.ledger import ConditionFailed, Ledger, Limit
 
 ELITE = Caller("e" * 64, "elite")  # 1,000 sats a day
 TRUSTED = Caller("7" * 64, "trusted")  # 200 sats a day
@@ -131,3 +131,46 @@ def test_a_snapshot_is_one_round_trip_and_retries_a_read_that_met_a_write(store:
     assert Ledger(Busy(2), clock, sleep=lambda s: None).snapshot([("C#1", "TOTALS")])  # type: ignore[arg-type]
     with pytest.raises(LedgerConflict):
         Ledger(Busy(100), clock, sleep=lambda s: None).snapshot([("C#1", "TOTALS")])  # type: ignore[arg-type]
+
+
+def test_a_reservation_in_the_callers_transaction_commits_with_it_or_not_at_all(warm: FreeTierService, store: DynamoStore) -> None:
+    """`add_free_reservation` adds the unread hold to the caller's own transaction: refused by the
+    caller's own condition, or by the pool or the budget, nothing is written (no hold, no budget);
+    committed, it is the same reservation `decide_and_reserve` makes, settled the same way."""
+    ledger = warm.ledger
+    row = ("ROW#1", "ROW")
+    batch = ledger.batch()
+    batch.put_once("row:1", {"pk": row[0], "sk": row[1], "state": "active"})
+    ledger.commit(batch)
+
+    def attempt(state: str, caller: Caller, sats: int, request_hash: str) -> tuple[Reservation, Exception | None]:
+        batch = ledger.batch()
+        batch.transition("row:1", row, [state], state)
+        added = warm.add_free_reservation(batch, caller, sats, request_hash)
+        assert added is not None and added[0].serve == "free" and added[0].absorb_sats == sats
+        try:
+            ledger.commit(batch)
+        except ConditionFailed as failed:
+            return added[1], failed
+        return added[1], None
+
+    _, failed = attempt("closing", ELITE, 40, "req-1")  # the caller's own condition refuses
+    assert isinstance(failed, ConditionFailed) and failed.ids(Limit.STATE) and ledger.transfer(_id_of(ELITE, "req-1")) is None
+    assert warm.usage_today(ELITE.pubkey, "elite").reserved_sats == 0 and warm.pool_status().reserved_sats == 0
+    warm.decide_and_reserve(TRUSTED, 190, "req-2")
+    held, failed = attempt("active", TRUSTED, 20, "req-3")  # 10 left of the 200-sat budget
+    assert isinstance(failed, ConditionFailed) and warm.refused_reservation(failed, held) and not failed.ids(Limit.STATE)
+    assert ledger.transfer(_id("req-3")) is None and warm.usage_today(TRUSTED.pubkey, "trusted").reserved_sats == 190
+    decision, again = warm.decide_and_reserve(TRUSTED, 20, "req-3", unread=False)  # decided on a read
+    assert (decision.serve, decision.absorb_sats, again) == ("partial", 10, None)
+
+    before = _calls(store)
+    reservation, failed = attempt("active", ELITE, 40, "req-4")
+    assert failed is None and _calls(store) - before == 1
+    assert reservation == Reservation.from_transfer(ledger.require_transfer(_id_of(ELITE, "req-4")))
+    assert warm.record_grant(ELITE.pubkey, "req-4", 30, 40, reservation=reservation).absorbed_sats == 30
+    assert warm.usage_today(ELITE.pubkey, "elite").absorbed_sats == 30
+
+
+def _id_of(caller: Caller, request_hash: str) -> str:
+    return f"subsidy:{caller.pubkey}:{request_hash}"

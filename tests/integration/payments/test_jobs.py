@@ -107,6 +107,38 @@ def test_a_worker_that_crashed_after_its_grant_is_completed_by_the_redelivery(la
     assert lab.pool_sats() == pool - granted
 
 
+def test_creating_a_free_job_is_the_identity_and_one_transaction(lab: Lab) -> None:
+    """The reservation (unread: its conditions are the decision) and the executing job that keeps
+    it commit together: the caller's identity, then 1 transaction — 2 DynamoDB calls."""
+    lab.pool_sats()  # past the cold start's seeding
+    bearer = lab.bearer(ELITE, "elite")
+    usage = lab.services.store.usage  # type: ignore[attr-defined]
+    before = usage.snapshot()[0]
+    created = lab.api.post("/api/jobs", json_body=BODY, headers=bearer)
+    assert created.status == 202 and created.json["free_tier"]["serve"] == "free", created.body
+    assert usage.snapshot()[0] - before == 2
+    row = lab.services.jobs.require(created.json["job_id"])
+    assert (
+        row.reservation is not None
+        and row.reserved_sats == lab.services.ledger.require_transfer(row.reservation["transfer_id"]).amount_sats
+    )
+
+
+def test_a_free_job_the_pool_can_no_longer_cover_is_decided_again_on_a_read(lab: Lab) -> None:
+    """Refused by the pool, the one transaction wrote nothing (no job, no hold): the decision is
+    taken again on what is read — partial, for what the pool still has — as after any lost race."""
+    ledger = lab.services.ledger
+    lab.pool_sats()
+    per_job = int(lab.api.post("/api/estimate", json_body=BODY).json["estimated_sats"])
+    left = per_job // 2
+    ledger.create_transfer("drain", POOL, "operator-equity", ledger.account(POOL).computed_available_sats - left, "test_drain")
+    created = lab.api.post("/api/jobs", json_body=BODY, headers=lab.bearer(ELITE, "elite"))
+    assert created.status == 201, created.body
+    assert created.json["free_tier"]["serve"] == "partial" and created.json["free_tier"]["absorb_sats"] == left
+    assert created.json["invoice"]["amount_sats"] == per_job - left
+    assert ledger.account(POOL).debits_pending == 0  # advisory: nothing held until the work is paid
+
+
 def test_creating_an_anonymous_gate_job_is_one_transaction(lab: Lab) -> None:
     """The POST's answer shows a receipt of nothing paid without reading for it, and an anonymous
     caller is gated without reading the pool: the job and its invoice in 1 DynamoDB call."""

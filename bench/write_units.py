@@ -9,7 +9,10 @@ transaction; an item in gsi1 (projection ALL) adds 1 WCU per KB per index write 
 enters, stays or leaves the index, two when its index key moves). The stamp a single write leaves
 (`wtok`, 12 bytes) is counted, as it is stored.
 
-Run: `.venv/bin/python bench/write_units.py` (about a minute; prints bench/money.py's table twice).
+Run: `.venv/bin/python bench/write_units.py [PAD]` (about a minute; prints bench/money.py's table
+twice). PAD characters appended to the job's request move its row across KB boundaries: the stamp
+costs a unit where a row sits within 12 bytes under one (bench/money.py's job row, at PAD 0, is
+1,024 bytes when it completes).
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def main() -> None:
 
     Usage.snapshot = snapshot  # type: ignore[method-assign]
     money.through_make_run = lambda: None  # type: ignore[assignment]
+    if len(sys.argv) > 1:
+        money.JOB = {**money.JOB, "request": money.JOB["request"] + " " + "s" * int(sys.argv[1])}
     single = ledger.SINGLE_WRITE_KINDS
     for label, kinds in (("a batch of one action as a transaction (before)", frozenset[str]()), ("as a single-item write", single)):
         print(f"\n=== {label}: the columns read calls, AWS WCU (priced here), DynamoDB Local's WCU ===")

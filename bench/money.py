@@ -62,6 +62,9 @@ COMPLETE_SECONDS_MAX = 30
 JOB = {"request": "Write a haiku about the sea", "model": "claude-sonnet-4-5", "max_output_tokens": 4000}
 # The fewest DynamoDB calls each flow could make: one read to decide, one transaction per phase
 # (a job's work lease, taken before the executor runs, is a phase: the provider is paid once).
+# A session request's 3 is below what its answer allows today: the token's read comes first (the
+# session names the identity), the identity's read next (its tier and block, read with the balance),
+# and a paid request's balance is read after its charge (a transaction answers no values): 4 each.
 MINIMUM_CALLS = {"free job": 5, "paid job": 7, "session request (free)": 3, "session request (paid)": 3}
 
 

@@ -67,7 +67,6 @@ class CountingStore:
     def __init__(self, store: DynamoStore):
         self.store = store
         self.items_written = 0
-        self.single_items_written = 0
         self.gsi_writes = 0
 
     def transact(self, actions: list[dict[str, object]]) -> None:
@@ -77,11 +76,6 @@ class CountingStore:
             body = next(iter(action.values()))
             if "gsi1pk" in str(body.get("Item", {})) or "REMOVE gsi1pk" in str(body.get("UpdateExpression", "")):  # type: ignore[union-attr]
                 self.gsi_writes += 1
-
-    def write(self, action: dict[str, object]) -> None:
-        """A batch of one action: a single-item write, at half a transactional item's capacity."""
-        self.store.write(action)
-        self.single_items_written += 1
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)
@@ -178,12 +172,7 @@ def measure(server: DynamoDBLocal, make: Callable[[DynamoStore], Callable[[int],
     largest_item = max(item_size_bytes(item) for item in store.scan())
     units_per_item = 2 * -(-largest_item // KB)  # transactional: 2 WCU per KB, per item
     return {
-        "aws_wcu": (
-            counting.items_written * units_per_item
-            + counting.single_items_written * units_per_item // 2
-            + counting.gsi_writes * -(-largest_item // KB)
-        )
-        / count,
+        "aws_wcu": (counting.items_written * units_per_item + counting.gsi_writes * -(-largest_item // KB)) / count,
         "largest_item_bytes": largest_item,
         "per_second": count / elapsed,
         "p50_ms": percentile(latencies, 0.50) * 1000,

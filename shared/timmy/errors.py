@@ -73,8 +73,7 @@ class LedgerConflict(Unavailable, code="ledger_busy"):
 
 
 class TransactionCancelled(Exception):
-    """A store transaction (or a single-item write, as a transaction of one action) was cancelled;
-    `reasons` has one entry per action (None where fine), in `CancellationReasons`' codes.
+    """A store transaction was cancelled; `reasons` has one entry per action (None where fine).
 
     Internal: the ledger turns it into one of the typed errors above.
     """

@@ -3,14 +3,12 @@
 It speaks DynamoDB's own expression language (the ledger is designed around conditional writes
 and `TransactWriteItems`, so hiding them would hide the design), but it owns everything else:
 the client, (de)serialisation to plain Python (ints for whole numbers), the mapping of
-cancellations (and of a single-item write's refusals) to `TransactionCancelled`, and counters of
-round trips and consumed capacity that the benchmarks read.
+cancellations to `TransactionCancelled`, and counters of round trips and consumed capacity that
+the benchmarks read.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +24,6 @@ from timmy.errors import TransactionCancelled
 from timmy.ports.store import PageQuery
 
 BATCH_GET_MAX = 100
-# The attribute a single-item write stamps its item with (see `DynamoStore.write`); reads drop it.
-WRITE_TOKEN = "wtok"  # short: it is stored on every item a single write touches (a KB boundary costs a WCU)
 TRANSACT_GET_MAX = 100  # DynamoDB's limit on one TransactGetItems
 
 # Fail fast inside a Lambda's 10 s: at most 2 attempts of (1 s connect + 3 s read), instead of
@@ -68,7 +64,7 @@ def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def deserialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _from_attr(v) for k, v in item.items() if k != WRITE_TOKEN}
+    return {k: _from_attr(v) for k, v in item.items()}
 
 
 @dataclass
@@ -180,52 +176,6 @@ class DynamoStore:
             raise cancelled from error
         self.usage.add(response, writes=True)
 
-    def write(self, action: Mapping[str, Any]) -> None:
-        """Run one {"Put"|"Update": {...}} action (as `transact` takes it) as a single-item
-        conditional write (PutItem, UpdateItem): 1 WCU per KB, not a transaction's 2.
-
-        Exactly once, as a transaction is: botocore fills a transaction's ClientRequestToken, so its
-        retry of a transaction that committed but whose answer was lost (a read timeout, a 500)
-        answers success. A single write has no such token; instead it stamps the item with a fresh
-        `WRITE_TOKEN`, and an update is conditioned on not carrying it already. A retry of a write
-        that did commit then fails its condition and finds its own token on the item
-        (ReturnValuesOnConditionCheckFailure=ALL_OLD, which costs no capacity): success, applied once.
-
-        Raises `TransactionCancelled` with the one reason a transaction of that action alone would
-        carry: ConditionalCheckFailed, TransactionConflict (a transaction in flight on the item),
-        ProvisionedThroughputExceeded or ThrottlingError (after botocore's own retry). A Delete (no
-        token can mark a deleted item) or a lone ConditionCheck (nothing to write) is `ValueError`:
-        commit it as a transaction.
-        """
-        ((kind, request),) = self._transact_action(action).items()
-        token = {"S": secrets.token_urlsafe(6)}  # 48 random bits: only this write's own retry can match
-        if kind == "Put":
-            request["Item"][WRITE_TOKEN] = token
-            call = self.client.put_item
-        elif kind == "Update":
-            request["ExpressionAttributeNames"] = {**request.get("ExpressionAttributeNames", {}), "#write_token": WRITE_TOKEN}
-            request["ExpressionAttributeValues"] = {**request.get("ExpressionAttributeValues", {}), ":write_token": token}
-            request["UpdateExpression"] = _with_set(request["UpdateExpression"], "#write_token = :write_token")
-            not_yet = "(attribute_not_exists(#write_token) OR #write_token <> :write_token)"
-            condition = request.get("ConditionExpression")
-            request["ConditionExpression"] = f"({condition}) AND {not_yet}" if condition else not_yet
-            call = self.client.update_item
-        else:
-            raise ValueError(f"no single-item write for a {kind} action; commit it as a transaction")
-        try:
-            response = call(**request, ReturnValuesOnConditionCheckFailure="ALL_OLD", ReturnConsumedCapacity="TOTAL")
-        except ClientError as error:
-            self.usage.add(error.response, writes=True)
-            code = error.response["Error"]["Code"]
-            old: Mapping[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
-            if code == "ConditionalCheckFailedException" and old.get(WRITE_TOKEN) == token:
-                return  # botocore's retry of this very write, which had committed: done, once
-            reason = _SINGLE_WRITE_REASONS.get(code)
-            if reason is None:
-                raise
-            raise TransactionCancelled([reason]) from error
-        self.usage.add(response, writes=True)
-
     def _transact_action(self, action: Mapping[str, Any]) -> dict[str, Any]:
         ((kind, body),) = action.items()
         request: dict[str, Any] = {"TableName": self.table_name}
@@ -311,25 +261,6 @@ class DynamoStore:
         """The table's status (health checks)."""
         response = self.client.describe_table(TableName=self.table_name)
         return str(response["Table"]["TableStatus"])
-
-
-def _with_set(update: str, assignment: str) -> str:
-    """`update` (an UpdateExpression) with `assignment` in its SET clause (a clause appears once)."""
-    set_clause = re.search(r"(?<![#:\w])SET(?=\s)", update, flags=re.IGNORECASE)
-    if set_clause is None:
-        return f"{update} SET {assignment}"
-    return f"{update[: set_clause.end()]} {assignment},{update[set_clause.end() :]}"
-
-
-# A single-item write's error code -> the cancellation reason a one-action transaction gives for it.
-_SINGLE_WRITE_REASONS = {
-    "ConditionalCheckFailedException": "ConditionalCheckFailed",
-    "TransactionConflictException": "TransactionConflict",
-    "ProvisionedThroughputExceededException": "ProvisionedThroughputExceeded",
-    "ThrottlingException": "ThrottlingError",
-    "RequestLimitExceeded": "ThrottlingError",
-    "ItemCollectionSizeLimitExceededException": "ItemCollectionSizeLimitExceeded",
-}
 
 
 def _cancelled(error: ClientError) -> TransactionCancelled | None:

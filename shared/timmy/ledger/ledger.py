@@ -4,9 +4,8 @@ same `TransactWriteItems` as the account updates, so a transfer and its balances
 A `Batch` collects transfers (single-phase, pending, post, void) and any extra actions a use case
 needs in the same transaction (a daily-budget counter, a grant audit row). `Ledger.commit` merges
 the account deltas (DynamoDB refuses an item twice in one transaction), adds the no-overdraft
-conditions, and runs it with bounded, jittered retries on conflicts; a batch of one action (no
-sats move: a row, a lease, a counter) is a single-item conditional write instead, at half the cost.
-Every failed condition is reported by its label so the caller knows which limit stopped it.
+conditions, and runs it with bounded, jittered retries on conflicts. Every failed condition is
+reported by its label so the caller knows which limit stopped it.
 """
 
 from __future__ import annotations
@@ -37,8 +36,6 @@ TRANSACTION_ACTIONS_MAX = 100  # DynamoDB's limit on one TransactWriteItems
 CONFLICT_RETRIES_MAX = 6
 CONFLICT_BACKOFF_SECONDS_BASE = 0.005
 TRANSFER_ID_LENGTH_MAX = 200
-# The actions a batch of one commits as a single-item write (`Store.write`), not a transaction.
-SINGLE_WRITE_KINDS = frozenset({"Put", "Update"})
 # Cancellation reasons that a retry may clear (contention), besides None for the actions that were fine.
 RETRYABLE_REASONS = frozenset({None, "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
 
@@ -410,11 +407,7 @@ class Ledger:
         return Batch(now=self.clock.now())
 
     def commit(self, batch: Batch) -> None:
-        """Run the batch as one transaction; retries conflicts (bounded, jittered). A batch of one
-        Put or Update (a row's put or move, a lease claim, a counter) is one single-item write
-        instead: one item is written atomically either way, and it costs half (1 WCU per KB, not 2).
-        Its refusal is typed exactly as the same action's in a transaction. A batch that moves sats
-        is never one action (a transfer and its two accounts, a resolve and its two accounts).
+        """Run the batch as one transaction; retries conflicts (bounded, jittered).
 
         Raises `ConditionFailed` with every failed condition, typed; nothing is written then.
         """
@@ -423,13 +416,9 @@ class Ledger:
             raise ValueError(f"one transaction holds at most {TRANSACTION_ACTIONS_MAX} actions, not {len(labelled)}")
         labels = [label for label, _ in labelled]
         actions = [action for _, action in labelled]
-        single = len(actions) == 1 and next(iter(actions[0])) in SINGLE_WRITE_KINDS
         for attempt in range(CONFLICT_RETRIES_MAX):
             try:
-                if single:  # one item: a single-item write is as atomic, at half the cost
-                    self.store.write(actions[0])
-                else:
-                    self.store.transact(actions)
+                self.store.transact(actions)
                 return
             except TransactionCancelled as cancelled:
                 failed = [labels[i] for i in range(len(labels)) if cancelled.failed(i)]

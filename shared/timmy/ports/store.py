@@ -49,13 +49,6 @@ class Store(Protocol):
         """All of `actions` or none; raises `TransactionCancelled` with one reason per action."""
         ...
 
-    def write(self, action: Mapping[str, Any]) -> None:
-        """One Put, Update or Delete action (as `transact` takes it) as a single-item write, at
-        half a transaction's cost; raises `TransactionCancelled` with its one reason, as a
-        transaction of that action alone would (a failed condition, a conflict with a transaction
-        in flight on the item, throttling)."""
-        ...
-
     def query(self, page: PageQuery) -> tuple[list[Item], Item | None]:
         """The items of `page`, and the key to continue from (None after the last page)."""
         ...

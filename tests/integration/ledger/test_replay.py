@@ -19,7 +19,7 @@ CALLER = Caller("a" * 64, "elite")
 
 
 class LosesAnswers:
-    """A store whose next transaction (or single write) commits but whose answer never arrives (a timeout)."""
+    """A store whose next transaction commits but whose answer never arrives (a timeout)."""
 
     def __init__(self, store: DynamoStore):
         self.store = store
@@ -27,16 +27,9 @@ class LosesAnswers:
 
     def transact(self, actions: Any) -> None:
         self.store.transact(actions)
-        self._lose()
-
-    def write(self, action: Any) -> None:
-        self.store.write(action)
-        self._lose()
-
-    def _lose(self) -> None:
         if self.lose_next:
             self.lose_next = False
-            raise ConnectionError("read timeout: the write committed, the answer was lost")
+            raise ConnectionError("read timeout: the transaction committed, the answer was lost")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -189,18 +189,7 @@ class Batch:
             names["#lease"] = lease
             values[":lease_now"] = _decimal_seconds(self.now)
             condition += " AND (attribute_not_exists(#lease) OR #lease <= :lease_now)"
-        self._add(
-            Refused(Limit.STATE, row_id),
-            {
-                "Update": {
-                    "Key": {"pk": key[0], "sk": key[1]},
-                    "UpdateExpression": update,
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            },
-        )
+        self._add(Refused(Limit.STATE, row_id), _conditional_update(key, update, condition, names, values))
 
     def bounded_counter(
         self,
@@ -230,18 +219,7 @@ class Batch:
             names["#bound"] = name
             values |= {":room": limit - deltas.get(name, 0), ":zero": 0}
             condition = "(attribute_not_exists(#bound) AND :room >= :zero) OR #bound <= :room"
-        self._add(
-            Refused(Limit.BOUND, counter_id),
-            {
-                "Update": {
-                    "Key": {"pk": key[0], "sk": key[1]},
-                    "UpdateExpression": update,
-                    "ConditionExpression": condition,
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            },
-        )
+        self._add(Refused(Limit.BOUND, counter_id), _conditional_update(key, update, condition, names, values))
 
     def count(self, key: tuple[str, str], attributes: dict[str, str], **deltas: int) -> None:
         """Add `deltas` to the counters of an item (statistics); merged per item like accounts."""
@@ -310,15 +288,7 @@ class Batch:
         self._actions.append(
             (
                 Refused(Limit.HOLD_RESOLVED, pending.transfer_id),
-                {
-                    "Update": {
-                        "Key": {"pk": pk, "sk": sk},
-                        "UpdateExpression": update,
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values,
-                    }
-                },
+                _conditional_update((pk, sk), update, condition, names, values),
             )
         )
 
@@ -362,6 +332,19 @@ def _counter_update(pk: str, sk: str, attributes: dict[str, str], deltas: dict[s
         "Update": {
             "Key": {"pk": pk, "sk": sk},
             "UpdateExpression": update,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def _conditional_update(key: tuple[str, str], update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+    """One item's `Update` action under `condition`."""
+    return {
+        "Update": {
+            "Key": {"pk": key[0], "sk": key[1]},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from timmy import invoice_codec
 from timmy.clock import iso
 from timmy.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, PaymentRequired, Unauthorized, Unavailable
 from timmy.free_tier.decision import Decision
@@ -398,6 +399,7 @@ class Sessions(PaidWork):
         if session.status == "expired" or session.status == "awaiting_payment":
             self._transition(session.session_id, [session.status], "closed")
         elif session.status == "active":
+            self._refuse_a_close_that_cannot_pay(session, bolt11)  # bad input leaves the session active
             self._transition(session.session_id, ["active"], "closing")
         deadline = self.clock.now() + self.settings.session_close_wait_seconds
         while True:
@@ -426,6 +428,24 @@ class Sessions(PaidWork):
             with contextlib.suppress(ConditionFailed):
                 self.ledger.commit(batch)
         return self.view(self._reload(session.session_id)), payout
+
+    def _refuse_a_close_that_cannot_pay(self, session: Session, bolt11: object | None) -> None:
+        """InvalidInput, before an active session stops taking requests, for a close whose invoice
+        is missing, malformed, expired or for another amount than the balance. While requests are
+        in flight the balance left is not known yet: only a given invoice's form is checked."""
+        state = self._close_state(session.session_id)
+        if state.requests_held_sats > 0:
+            if bolt11 is not None:
+                invoice_codec.decode(bolt11)
+            return
+        available = state.account.computed_available_sats
+        if available <= 0:
+            return  # nothing to pay: the close ignores any invoice
+        if bolt11 is None:
+            if not session.refund_address:
+                raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
+            return
+        self._payouts().check_invoice(bolt11, available)
 
     def _close_state(self, session_id: str) -> CloseState:
         account_id = session_account(session_id)

@@ -290,6 +290,28 @@ def test_close_pays_the_balance_once_and_refuses_requests_after(lab: Lab) -> Non
     assert totals["charged_sats"] + totals["refunded_sats"] == totals["topped_up_sats"] == 300
 
 
+def test_a_close_refused_for_its_invoice_leaves_the_session_active(lab: Lab) -> None:
+    """Bad input leaves no partial state: a close without an invoice, with a malformed one, one for
+    another amount or one about to expire is a 400 and the session still takes requests."""
+    session_id, token = open_session(lab, 300)
+    refusals = [
+        ({}, "invoice_required"),
+        ({"invoice": "lnbc1garbage"}, "invalid_invoice"),
+        ({"invoice": lab.node.wallet_invoice(299).bolt11}, "invoice_amount_mismatch"),
+        ({"invoice": lab.node.wallet_invoice(300, expiry_seconds=30).bolt11}, "invoice_expired"),
+    ]
+    for body, code in refusals:
+        refused = lab.api.post(f"/api/sessions/{session_id}/close", json_body=body, headers=token)
+        assert (refused.status, refused.error_code) == (400, code), refused.body
+        assert status(lab, session_id, token)["status"] == "active"
+    assert lab.node.listing()["payouts"] == []
+    answer = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
+    assert answer.status == 200, answer.body
+    left = answer.json["balance_sats"]
+    closed = lab.api.post(f"/api/sessions/{session_id}/close", json_body={"invoice": lab.node.wallet_invoice(left).bolt11}, headers=token)
+    assert closed.status == 200 and closed.json["status"] == "closed" and closed.json["payout"]["amount_sats"] == left
+
+
 def test_a_top_up_paid_after_the_close_stays_the_users_and_is_paid_by_the_next_close(lab: Lab) -> None:
     session_id, token = open_session(lab, 100)
     topup = lab.api.post(f"/api/sessions/{session_id}/topup", json_body={"amount_sats": 40}, headers=token)

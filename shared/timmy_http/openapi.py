@@ -99,7 +99,8 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any]) -> None
     # Status keys arrive as ints or strings depending on the function's spec: make them strings.
     responses = {str(status): response for status, response in operation.get("responses", {}).items()}
     operation["responses"] = responses
-    responses.pop("422", None)  # Powertools' validation error: Timmy answers it as a 400
+    if _is_validation_error(responses.get("422")):
+        del responses["422"]  # Powertools' validation error: Timmy answers it as a 400 (a route's own 422 stays)
     declared = [str(status) for status in operation.pop(ERRORS_EXTENSION, [])]
     security = next((rule for prefix, rule in _SECURITY_BY_PREFIX if path.startswith(prefix)), None)
     if security is not None:
@@ -116,6 +117,15 @@ def _finish_operation(path: str, method: str, operation: dict[str, Any]) -> None
     if method == "post":
         operation.setdefault("parameters", []).append(copy.deepcopy(IDEMPOTENCY_KEY_PARAMETER))
     operation["responses"] = dict(sorted(responses.items()))
+
+
+def _is_validation_error(response: dict[str, Any] | None) -> bool:
+    """Whether a 422 is the one Powertools adds to every validated route (`HTTPValidationError`),
+    not one the route declares itself (the evaluator's rejection of a job or a session request)."""
+    if response is None:
+        return False
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return response.get("description") == "Validation Error" or str(schema.get("$ref", "")).endswith("/HTTPValidationError")
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ def test_the_spec_documents_the_contracts_errors_security_and_idempotency(api: A
                     )
             if method == "post":
                 assert any(p["name"] == "Idempotency-Key" for p in operation["parameters"]), path
+    for path in ("/api/jobs", "/api/sessions/{session_id}/request"):  # the evaluator's rejection (contract: 422) is documented
+        assert spec["paths"][path]["post"]["responses"]["422"]["description"] == "the evaluator rejected the request", path
     assert spec["paths"]["/api/admin/audit"]["get"]["security"] == [{"adminKey": []}]
     assert {"nostrToken": []} in spec["paths"]["/api/estimate"]["get"]["security"]
 

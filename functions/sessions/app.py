@@ -220,9 +220,9 @@ def session_request(session_id: SessionId, body: Annotated[RequestBody, Body()])
         **_AUTH,
     },
 )
-def close_session(session_id: SessionId, body: Annotated[CloseBody, Body()]) -> dict[str, Any]:
-    session = _session(session_id)
-    view, payout = services().sessions.close(session, body.invoice)
+def close_session(session_id: SessionId, body: Annotated[CloseBody | None, Body()] = None) -> dict[str, Any]:
+    session = _session(session_id)  # no body: no invoice (a session with a refund address, or nothing left to pay)
+    view, payout = services().sessions.close(session, body.invoice if body is not None else None)
     return shaped(ClosedSession, _body(view, payout))
 
 

@@ -374,6 +374,20 @@ def test_an_idle_session_with_a_refund_address_is_closed_and_refunded_by_the_swe
     assert after["status"] == "closed" and after["balance_sats"] == 0 and after["totals"]["refunded_sats"] == 150
 
 
+def test_a_close_without_a_body_pays_the_refund_address_or_asks_for_an_invoice(lab: Lab, lnurl: FakeLnurlServer) -> None:
+    """Contract: close takes `{invoice}`, "or none, when the session has a refund_address": a bare
+    POST (no body at all) closes such a session and pays its balance there; without an address it
+    is a 400 naming the invoice, and the session stays active."""
+    with_address, token = open_session(lab, 120, refund_address=lnurl.address("dave"))
+    closed = lab.api.post(f"/api/sessions/{with_address}/close", headers=token)
+    assert closed.status == 200, closed.body
+    assert closed.json["status"] == "closed" and closed.json["payout"]["amount_sats"] == 120 and closed.json["balance_sats"] == 0
+    without, other = open_session(lab, 60)
+    refused = lab.api.post(f"/api/sessions/{without}/close", headers=other)
+    assert (refused.status, refused.error_code) == (400, "invoice_required")
+    assert status(lab, without, other)["status"] == "active"
+
+
 def test_an_idle_session_without_a_refund_address_keeps_its_balance_claimable(lab: Lab) -> None:
     session_id, token = open_session(lab, 80)
     sessions = lab.services.sessions

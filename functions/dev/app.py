@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, WithJsonSchema
 
-from timmy.adapters.lightning_simulated import BEHAVIOURS, SimulatedLightning
+from timmy.adapters.lightning_simulated import BEHAVIOURS, SimulatedLightning, UnknownInvoice
 from timmy.errors import Conflict, InvalidInput, NotFound
 from timmy.ports.lightning import LightningError
 from timmy_http.answers import Answer, documented, shaped
@@ -136,7 +136,9 @@ def pay(body: PayBody) -> dict[str, Any]:
         raise InvalidInput("send either bolt11 or payment_hash", code="invalid_input")
     try:
         invoice = _node().settle(body.bolt11 or body.payment_hash or "", body.amount_sats)
-    except LightningError as error:
+    except UnknownInvoice as error:
+        raise NotFound(str(error), code="invoice_not_found") from None
+    except LightningError as error:  # paid already, expired, too little sent: the invoice's state refuses it
         raise Conflict(str(error), code="not_payable") from None
     answer = {
         "payment_hash": invoice.payment_hash,

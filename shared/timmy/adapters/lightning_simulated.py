@@ -65,6 +65,10 @@ def http_notify(url: str, body: bytes) -> None:
         answer.read()
 
 
+class UnknownInvoice(LightningError):
+    """No invoice of Timmy's has this bolt11 or payment hash (the dev route's 404)."""
+
+
 class SimulatedLightning:
     name = "simulated"
 
@@ -184,7 +188,7 @@ class SimulatedLightning:
         with self._db() as db:
             row = db.execute(f"SELECT * FROM invoices WHERE {column} = ? AND wallet = 0", (key,)).fetchone()  # noqa: S608 - a fixed column
             if row is None:
-                raise LightningError("no such invoice")
+                raise UnknownInvoice("no such invoice: pay one Timmy issued (its bolt11 or payment_hash)")
             invoice = self._invoice(row)
             if invoice.state is InvoiceState.PAID:
                 raise LightningError("the invoice is already paid")

@@ -117,6 +117,12 @@ def test_the_sweeper_expires_unpaid_invoices_and_a_late_payment_is_refused(lab: 
     assert (answer.status, answer.error_code) == (409, "not_payable")
 
 
+def test_paying_an_invoice_timmy_never_issued_is_a_404(lab: Lab) -> None:
+    for body in ({"payment_hash": "0" * 64}, {"bolt11": "lnbcrt1garbage"}, {"bolt11": lab.node.wallet_invoice(5).bolt11}):
+        answer = lab.api.post("/dev/lightning/pay", json_body=body)
+        assert (answer.status, answer.error_code) == (404, "invoice_not_found"), body
+
+
 def test_a_payment_above_the_amount_books_the_excess_as_refundable(lab: Lab) -> None:
     before = lab.pool_sats()
     refunds_before = lab.services.ledger.account(REFUNDS_PAYABLE).posted_balance_sats

@@ -86,6 +86,8 @@ def describe_validation_errors(errors: Any) -> str:
         field = ".".join(location)
         subject = "the body" if not field else f"'{field[:FIELD_CHARS_MAX]}'" + ("…" if len(field) > FIELD_CHARS_MAX else "")
         problem = _PROBLEMS.get(str(error.get("type", "")), "is not valid")
+        if tuple(error.get("loc", ()))[:1] == ("query",) and isinstance(error.get("input"), list):
+            problem = "is given more than once: send it once"  # a repeated query parameter arrives as a list
         try:
             problem = problem.format(**(error.get("ctx") or {}))
         except (KeyError, IndexError, ValueError):

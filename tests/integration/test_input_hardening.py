@@ -90,3 +90,11 @@ def test_integral_floats_are_whole_numbers_as_json_schema_says(api: ApiClient, a
     if status == 200:
         assert answer.json["amount_sats"] == int(amount)  # type: ignore[call-overload]
         assert isinstance(answer.json["amount_sats"], int)
+
+
+@pytest.mark.parametrize("query", ["request=hi&request=there", "request=hi&max_output_tokens=5&max_output_tokens=6"])
+def test_a_query_parameter_given_twice_is_named_as_such(api: ApiClient, query: str) -> None:
+    # A repeated parameter reaches validation as a list: it was described as "'request' must be text".
+    answer = api.get(f"/api/estimate?{query}")
+    assert (answer.status, answer.error_code) == (400, "invalid_input"), answer.body
+    assert answer.json["error"]["message"].endswith("is given more than once: send it once"), answer.body

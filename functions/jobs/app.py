@@ -12,7 +12,7 @@ from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.event_handler import Body, Path, Response, content_types
 from timmy_http.fields import RefundAddress
-from timmy_http.idempotency import idempotent
+from timmy_http.idempotency import callers_scope, idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
@@ -107,7 +107,7 @@ def create_job(body: Annotated[JobBody, Body()]) -> Any:
             return _json(202, JobAnswer, answer)
         return _json(201, CreatedJob, {**answer, "invoice": invoice_view(invoice)})
 
-    return idempotent(app, "jobs", compute)
+    return idempotent(app, callers_scope(app, "jobs", caller.pubkey if caller else None), compute)
 
 
 @app.get(

@@ -15,7 +15,7 @@ from timmy_http.app import create_app, lambda_handler_for
 from timmy_http.caller import optional_caller, public_base_url
 from timmy_http.event_handler import Body, Path, Response, content_types
 from timmy_http.fields import INTEGRAL, RefundAddress, maximum_from_settings
-from timmy_http.idempotency import idempotent
+from timmy_http.idempotency import callers_scope, idempotent
 from timmy_http.invoices import InvoiceView, PayoutView, invoice_view, payout_view
 from timmy_http.openapi import errors
 from timmy_http.services import services
@@ -149,7 +149,7 @@ def create_session(body: Annotated[SessionBody, Body()]) -> Any:
         view = sessions.view(session)
         return _json(201, CreatedSession, {**_body(view, view["payout"]), "session_token": token, "invoice": invoice_view(invoice)})
 
-    return idempotent(app, "sessions", compute)
+    return idempotent(app, callers_scope(app, "sessions", caller.pubkey if caller else None), compute)
 
 
 @app.get(

@@ -92,6 +92,15 @@ def ledger_id(app: APIGatewayHttpResolver, scope: str) -> str | None:
     return f"{scope}:{hashlib.sha256(key.encode()).hexdigest()[:40]}" if key else None
 
 
+def callers_scope(app: APIGatewayHttpResolver, route: str, pubkey: str | None) -> str:
+    """`route`'s scope for this caller alone: the identity's pubkey, or an anonymous caller's source
+    address. A stored answer (a session's token, a job's id: what controls its money) is replayed
+    to the caller that asked first, never to another one who sends the same key and body."""
+    if pubkey:
+        return f"{route}:pubkey:{pubkey}"
+    return f"{route}:anonymous:{app.current_event.request_context.http.source_ip}"
+
+
 def idempotent(app: APIGatewayHttpResolver, scope: str, compute: Callable[[], Response]) -> Response:
     """Run `compute` once per `Idempotency-Key` (if the caller sent one) and replay its answer."""
     key = app.current_event.headers.get("idempotency-key")

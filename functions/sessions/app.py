@@ -182,7 +182,7 @@ def topup_session(session_id: SessionId, body: Annotated[TopupBody, Body()]) -> 
     summary="Run a request on the session: held, worked, reconciled; the result and what it cost",
     responses={
         200: documented(RequestAnswer, "the result and what it cost"),
-        402: {"description": "the balance cannot hold the estimate (insufficient_balance, with the shortfall)"},
+        402: {"description": "the balance cannot hold the estimate (insufficient_balance): the shortfall and a top-up invoice for it"},
         409: {"description": "the session is not active"},
         413: {"description": "the request is over the size or token limits"},
         422: {"description": "the evaluator rejected the request"},

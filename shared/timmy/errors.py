@@ -34,7 +34,13 @@ class InvalidInput(TimmyError, status=400, code="invalid_input"): ...
 class Unauthorized(TimmyError, status=401, code="unauthorized"): ...
 
 
-class PaymentRequired(TimmyError, status=402, code="payment_required"): ...
+class PaymentRequired(TimmyError, status=402, code="payment_required"):
+    """Payment is required first; the contract's 402 body carries the invoice that pays it
+    (`invoice`: an `InvoiceRecord`, rendered by the HTTP glue), when one could be issued."""
+
+    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None, invoice: Any = None):
+        super().__init__(message, code=code, details=details)
+        self.invoice = invoice
 
 
 class NotFound(TimmyError, status=404, code="not_found"): ...

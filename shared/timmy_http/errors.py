@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from timmy.errors import TimmyError
+from timmy.errors import PaymentRequired, TimmyError
 from timmy_http.event_handler import (
     APIGatewayHttpResolver,
     NotFoundError,
@@ -108,7 +108,12 @@ def register_error_handlers(app: APIGatewayHttpResolver, known_routes: Any = Non
     @app.exception_handler(TimmyError)
     def _timmy_error(error: TimmyError) -> Response:
         metrics.add_metric(name=f"Error_{error.code}", unit="Count", value=1)
-        return error_response(error.status_code, error.code, error.message, **error.details)
+        details = dict(error.details)
+        if isinstance(error, PaymentRequired) and error.invoice is not None:  # a 402 carries its invoice
+            from timmy_http.invoices import invoice_view  # here: only a 402 renders one
+
+            details["invoice"] = invoice_view(error.invoice)
+        return error_response(error.status_code, error.code, error.message, **details)
 
     @app.exception_handler(RequestValidationError)
     def _validation_error(error: RequestValidationError) -> Response:

@@ -42,6 +42,7 @@ from timmy.payments.charges import book_paid_work
 from timmy.payments.invoices import check_amount, new_owner_id
 from timmy.payments.model import INDEX_ATTRIBUTES, InvoiceRecord, PayoutRecord, PayoutStatus, payout_key
 from timmy.ports.executor import ExecutorError
+from timmy.ports.lightning import LightningError
 from timmy.ports.lnurl import parse_lightning_address
 from timmy.work import PaidWork
 
@@ -315,20 +316,32 @@ class Sessions(PaidWork):
             if failed.ids(Limit.STATE):
                 raise Conflict("the session is closing or closed; requests are refused", code="session_not_active") from None
             available = self.ledger.account(session_account(session.session_id)).computed_available_sats
+            shortfall = max(estimate_sats - available, 1)  # at least 1: the balance moved since the refusal
             raise PaymentRequired(
-                f"the balance cannot hold this request's estimate of {estimate_sats} sats; top up at least {estimate_sats - available}",
+                f"the balance cannot hold this request's estimate of {estimate_sats} sats; top up at least {shortfall}: pay the invoice",
                 code="insufficient_balance",
                 details={
                     "estimated_sats": estimate_sats,
                     "available_sats": available,
-                    "shortfall_sats": estimate_sats - available,
+                    "shortfall_sats": shortfall,
                     "topup": f"POST /api/sessions/{session.session_id}/topup",
                 },
+                invoice=self._shortfall_invoice(session, shortfall),
             ) from None
         if reservation is not None and not free:
             self._release(session, request_id)  # a smaller twin hold cannot happen for a fresh id; never keep it
             reservation = None
         return decision, reservation, hold
+
+    def _shortfall_invoice(self, session: Session, shortfall_sats: int) -> InvoiceRecord | None:
+        """A top-up invoice for the shortfall, the one a 402 carries: paid, it adds to the balance
+        like any top-up. None when none can be issued (over SESSION_MAX_SATS, the node unavailable,
+        the session closing meanwhile): the 402 still says how much to top up, and where."""
+        try:
+            return self.topup(session, shortfall_sats)
+        except (InvalidInput, Conflict, Unavailable, LightningError) as error:
+            log.warning("no top-up invoice for a 402", extra={"session_id": session.session_id, "reason": str(error)})
+            return None
 
     def _seen(self, session: Session) -> Batch:
         """A batch that requires the session `active` and records its use (the idle index too)."""

@@ -74,12 +74,19 @@ def test_tokens_are_checked_and_reveal_nothing(lab: Lab) -> None:
     assert lab.api.get(f"/api/sessions/{first}", headers={"authorization": token["x-session-token"].join(["Bearer ", ""])}).status == 200
 
 
-def test_a_request_the_balance_cannot_hold_is_a_402_with_the_shortfall(lab: Lab) -> None:
+def test_a_request_the_balance_cannot_hold_is_a_402_carrying_the_invoice_of_the_shortfall(lab: Lab) -> None:
     session_id, token = open_session(lab, 10)
     answer = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
     assert (answer.status, answer.error_code) == (402, "insufficient_balance")
-    assert answer.json["error"]["shortfall_sats"] == estimate(lab) - 10
-    assert status(lab, session_id, token)["balance_sats"] == 10
+    error = answer.json["error"]
+    assert error["shortfall_sats"] == estimate(lab) - 10
+    assert error["invoice"]["amount_sats"] == error["shortfall_sats"] and error["invoice"]["bolt11"].startswith("lnbcrt")
+    assert status(lab, session_id, token)["balance_sats"] == 10  # refused: nothing held, nothing charged
+    lab.pay_and_settle(error["invoice"]["payment_hash"])  # the 402's invoice tops the balance up
+    assert status(lab, session_id, token)["balance_sats"] == estimate(lab)
+    again = lab.api.post(f"/api/sessions/{session_id}/request", json_body=WORK, headers=token)
+    assert again.status == 200, again.body
+    assert status(lab, session_id, token)["totals"]["topped_up_sats"] == estimate(lab)
 
 
 class Slow:

@@ -80,7 +80,7 @@ ERROR_DESCRIPTIONS = {
     "409": "a conflict: this Idempotency-Key was used with another body or its first request is still running, or the state does not allow it",
     "413": "too large: the body, or the request for the model chosen (its context window, its output cap)",
     "422": "well formed but naming nothing that can exist (a pubkey off the curve, a cursor never given out)",
-    "429": "rate limited: retry after the time the message gives",
+    "429": "rate limited: the message says what must happen first (unpaid jobs paid or expired)",
     "503": "a dependency (storage, a queue, the price) did not answer: retry shortly",
 }
 EVERY_ROUTE_ERRORS = ("400", "413", "503")  # the guard (body, content type, Idempotency-Key) and an unavailable dependency

@@ -108,6 +108,11 @@ class CloseState:
         return self.payouts.get(self.session.last_payout_id or "")
 
 
+def _invoice_required(available_sats: int) -> InvalidInput:
+    """A close that must pay the balance and was given no invoice to pay (nor a refund address)."""
+    return InvalidInput(f"send an invoice for exactly {available_sats} sats to close the session", code="invoice_required")
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -456,7 +461,7 @@ class Sessions(PaidWork):
             return  # nothing to pay: the close ignores any invoice
         if bolt11 is None:
             if not session.refund_address:
-                raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
+                raise _invoice_required(available)
             return
         self._payouts().check_invoice(bolt11, available)
 
@@ -476,7 +481,7 @@ class Sessions(PaidWork):
         if bolt11 is None:
             bolt11 = self.refund_invoice(session.refund_address, available, f"Timmy: session {session.session_id}")
             if bolt11 is None:
-                raise InvalidInput(f"send an invoice for exactly {available} sats to close the session", code="invoice_required")
+                raise _invoice_required(available)
         payouts = self._payouts()
         decoded = payouts.check_invoice(bolt11, available)
         payout_id = f"close-{session.session_id}-{decoded.payment_hash[:16]}"
